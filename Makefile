@@ -1,0 +1,29 @@
+# bpcheck: `make test` runs the test suite, `make report` writes reports/.
+# Both create .venv on first use and install the project under constraints.txt.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test report bench browser clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+report: $(STAMP)
+	$(BIN)/bpcheck report
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+# Headless Chromium for the report's browser test (Debian package; needs root).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

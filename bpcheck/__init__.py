@@ -1,0 +1,10 @@
+"""bpcheck: prove a backpropagation implementation right, or find the smallest network on which it is wrong."""
+__version__ = "0.1.0"
+__all__ = ["assert_backprop"]
+
+
+def __getattr__(name):  # lazy: `import bpcheck` stays cheap (no Hypothesis, torch or jax)
+    if name == "assert_backprop":
+        from bpcheck.search import assert_backprop
+        return assert_backprop
+    raise AttributeError(f"module 'bpcheck' has no attribute {name!r}")

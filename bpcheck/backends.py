@@ -1,0 +1,83 @@
+"""Backends: everything that computes a Result, behind one adapter path.
+
+The reference, the oracles and third-party code all expose the plain-function
+contract ``backprop(spec, params, x, y) -> dict``; ``PythonBackend`` wraps any
+such function, ``load_target`` finds one from ``module:function`` or
+``path/to/file.py:function``. Each call gets fresh copies of the arrays, so an
+implementation cannot corrupt the case, and its reply is validated.
+"""
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from bpcheck.spec import ResultError, validate_result
+
+
+class Unsupported(Exception):
+    """The implementation declined this case (it raised NotImplementedError)."""
+
+
+class AdapterError(Exception):
+    """The implementation raised, crashed, hung or replied with garbage."""
+
+
+class PythonBackend:
+    def __init__(self, fn, name):
+        self.fn, self.name = fn, name
+
+    def run(self, case):
+        args = ({**case.spec, "layers": [dict(l) for l in case.spec["layers"]]},
+                {k: v.copy() for k, v in case.params.items()}, case.x.copy(), case.y.copy())
+        try:
+            result = self.fn(*args)
+        except NotImplementedError as exc:
+            raise Unsupported(f"{self.name}: {exc or 'not implemented'}") from None
+        except Exception as exc:  # the target's bug is a verdict, not our crash
+            raise AdapterError(f"{self.name} raised {type(exc).__name__}: {exc}") from exc
+        try:
+            return validate_result(result, case, who=self.name)
+        except ResultError as exc:
+            raise AdapterError(str(exc)) from None
+
+
+BUILTIN = {
+    "reference": "reference.network:backprop",
+    "torch": "oracles.torch_oracle:backprop",
+    "jax": "oracles.jax_oracle:backprop",
+    "numeric": "oracles.numeric:backprop",
+}
+
+
+def load_function(target):
+    """Resolve ``module:function``, ``path/to/file.py:function`` or a builtin name."""
+    target = BUILTIN.get(target, target)
+    module_name, sep, attr = target.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"target {target!r}: expected module:function or path/to/file.py:function")
+    if module_name.endswith(".py"):
+        path = Path(module_name).resolve()
+        if not path.is_file():
+            raise ValueError(f"target {target!r}: no such file {path}")
+        spec = importlib.util.spec_from_file_location(f"bpcheck_target_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ValueError(f"target {target!r}: importing {path.name} raised "
+                             f"{type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise ValueError(f"target {target!r}: cannot import {module_name} "
+                             f"({type(exc).__name__}: {exc})") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"target {target!r}: {module_name} has no function {attr!r}")
+    return fn
+
+
+def load_target(target, name=None):
+    return PythonBackend(load_function(target), name or target)

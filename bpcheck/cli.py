@@ -1,0 +1,28 @@
+"""The ``bpcheck`` command line: ``report``, ``validate``, ``export-vectors``.
+
+Each command lives beside the code it drives (bpcheck.report, bpcheck.validate);
+this module only gathers them, so ``bpcheck --help`` starts fast.
+"""
+import click
+
+from bpcheck import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bpcheck")
+def main():
+    """Verify backpropagation: the NumPy reference, PyTorch and JAX, or your own code."""
+
+
+def _register():
+    from bpcheck.report import report_command
+    main.add_command(report_command, "report")
+    try:
+        from bpcheck.validate import export_vectors_command, validate_command
+    except ImportError:  # validate is optional until it exists
+        return
+    main.add_command(validate_command, "validate")
+    main.add_command(export_vectors_command, "export-vectors")
+
+
+_register()

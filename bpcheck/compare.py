@@ -1,0 +1,256 @@
+"""Compare a candidate's Result with the truth, tensor by tensor, with derived tolerances.
+
+For every (layer, tensor) -- W, b, delta, activation, the input gradient and the
+loss -- the metrics of DESIGN.md are computed against the high-precision truth:
+
+    err_u   = ||g - g*|| / max(||g*||, tiny) / u      normwise relative error in units of u
+    scale   = <g, g*> / <g*, g*>                       2.0 means "sum instead of mean?"
+    max_abs = max |g - g*| / ||g*||_inf
+    cosine  = <g, g*> / (||g|| ||g*||)
+
+u is the unit roundoff of the case's dtype (float32 2^-24, float64 2^-53).
+
+The tolerance is derived, not guessed: the framework oracles (torch and jax) run
+the same case in the same dtype, their own errors against the same truth are
+measured, and the candidate passes when
+
+    err_u <= ALPHA * max(oracle err_u) + FLOOR_U
+
+An oracle whose own error exceeds that bound computed from the other oracle is
+in *oracle disagreement* and is left out of the bound (the truth settles who is
+right). A failing row is then classified: kink, convention, precision or bug.
+"""
+import math
+
+import numpy as np
+
+from bpcheck.spec import KINKED
+
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
+
+# One table; each number with the reason it has this value.
+TOLERANCE = {
+    "alpha": (10.0, "a correct plain NumPy backprop stays within 10x the worse framework's "
+                    "error on 5,000 random cases (DESIGN.md: margin 1.5-6x)"),
+    "floor_u": (32.0, "when both frameworks happen to be nearly exact, a correct implementation "
+                      "that sums in another order still differs by tens of u"),
+    "kink_kappa": (1024.0, "a ReLU input |z*| within 1024 u of the rounding scale |W||a|+|b| can "
+                           "land on either side of 0 in the candidate's arithmetic"),
+    "cancellation_floor": (0.5, "relative error is taken against max(||g*||, u^0.5 * ||terms||): "
+                                "a truth that cancels below that is zero but for rounding"),
+    "precision_rel": (0.5, "a failing tensor whose relative error is below u^0.5 has the right "
+                           "formula and too little accuracy (exponent of u)"),
+}
+ALPHA = TOLERANCE["alpha"][0]
+FLOOR_U = TOLERANCE["floor_u"][0]
+
+ORACLES = ("torch", "jax")
+
+
+def tensors(result, spec):
+    """Yield ``(layer, tensor, array)`` for every comparable tensor in a result."""
+    yield None, "loss", np.asarray(result["loss"], dtype=np.float64)
+    for i in range(len(spec["layers"])):
+        yield i, "W", result["grads"][f"layers.{i}.W"]
+        yield i, "b", result["grads"][f"layers.{i}.b"]
+        for kind, tensor in (("deltas", "delta"), ("activations", "activation")):
+            if f"layers.{i}" in (result.get(kind) or {}):
+                yield i, tensor, result[kind][f"layers.{i}"]
+    if result.get("input_grad") is not None:
+        yield None, "input_grad", result["input_grad"]
+
+
+def lookup(result, layer, tensor):
+    if tensor == "loss":
+        return np.asarray(result["loss"], dtype=np.float64)
+    if tensor == "input_grad":
+        return result.get("input_grad")
+    if tensor in ("W", "b"):
+        return result["grads"][f"layers.{layer}.{tensor}"]
+    kind = {"delta": "deltas", "activation": "activations"}[tensor]
+    return (result.get(kind) or {}).get(f"layers.{layer}")
+
+
+def metrics(g, g_star, u, terms=0.0):
+    """Error metrics of candidate ``g`` against truth ``g_star`` (both any shape).
+
+    ``terms`` is the norm of the absolute terms that sum to ``g_star``: when the
+    truth cancels to less than u^0.5 of them (a gradient that is zero but for
+    rounding), the error is measured against u^0.5 * terms instead, so that
+    rounding left behind by any float evaluation is not reported as 10^30 u.
+    """
+    g = np.asarray(g, dtype=np.float64).ravel()
+    t = np.asarray(g_star, dtype=np.float64).ravel()
+    norm_t = float(np.linalg.norm(t))
+    if not np.all(np.isfinite(g)):
+        return {"err_u": math.inf, "scale": math.nan, "max_abs": math.inf, "cosine": math.nan,
+                "rel": math.inf}
+    diff = g - t
+    denom = max(norm_t, u ** TOLERANCE["cancellation_floor"][0] * terms, np.finfo(np.float64).tiny)
+    rel = float(np.linalg.norm(diff)) / denom
+    tt = float(t @ t)
+    norm_g = float(np.linalg.norm(g))
+    return {
+        "err_u": rel / u,
+        "rel": rel,
+        "scale": float(g @ t) / tt if tt > 0 else (1.0 if norm_g == 0 else math.inf),
+        "max_abs": float(np.max(np.abs(diff), initial=0.0)) / max(float(np.max(np.abs(t), initial=0.0)), np.finfo(np.float64).tiny),
+        "cosine": float(g @ t) / (norm_g * norm_t) if norm_g > 0 and norm_t > 0 else (1.0 if norm_g == norm_t else 0.0),
+    }
+
+
+def term_scales(case, truth):
+    """Norm of the absolute terms behind each true tensor: the floor of ``metrics``.
+
+    With D_L = |delta_L| and D_i = D_{i+1} |W_{i+1}| (the absolute terms of BP2,
+    an upper bound since every activation here has |f'| <= 1.13 and we drop it):
+    delta_i: ||D_i||, W_i: || D_i^T |a_{i-1}| ||, b_i: || sum_batch D_i ||,
+    input_grad: || D_0 |W_0| ||, activation_i: || |a_{i-1}| |W_i|^T + |b_i| ||.
+    """
+    n = len(case.spec["layers"])
+    W = [np.abs(np.asarray(case.params[f"layers.{i}.W"], np.float64)) for i in range(n)]
+    b = [np.abs(np.asarray(case.params[f"layers.{i}.b"], np.float64)) for i in range(n)]
+    a = [np.abs(np.asarray(case.x, np.float64))] + [np.abs(truth["activations"][f"layers.{i}"])
+                                                     for i in range(n)]
+    D = [None] * n
+    D[-1] = np.abs(truth["deltas"][f"layers.{n - 1}"])
+    for i in reversed(range(n - 1)):
+        D[i] = D[i + 1] @ W[i + 1]
+    norm = lambda v: float(np.linalg.norm(v))
+    scales = {(None, "input_grad"): norm(D[0] @ W[0])}
+    for i in range(n):
+        scales[(i, "delta")] = norm(D[i])
+        scales[(i, "W")] = norm(D[i].T @ a[i])
+        scales[(i, "b")] = norm(D[i].sum(axis=0))
+        scales[(i, "activation")] = norm(a[i] @ W[i].T + b[i])
+    return scales
+
+
+def kink_layers(case, truth):
+    """Layers with a kinked activation whose true input lies within rounding of the kink at 0."""
+    u = UNIT_ROUNDOFF[case.spec["dtype"]]
+    kappa = TOLERANCE["kink_kappa"][0]
+    near = []
+    a_prev = np.asarray(case.x, dtype=np.float64)
+    for i, layer in enumerate(case.spec["layers"]):
+        W = np.asarray(case.params[f"layers.{i}.W"], dtype=np.float64)
+        b = np.asarray(case.params[f"layers.{i}.b"], dtype=np.float64)
+        if layer["activation"] in KINKED:
+            z = truth["pre_activations"][f"layers.{i}"]
+            scale = np.abs(a_prev) @ np.abs(W).T + np.abs(b)
+            if np.any(np.abs(z) <= kappa * u * scale):
+                near.append(i)
+        a_prev = truth["activations"][f"layers.{i}"]
+    return near
+
+
+def _affected_by_kink(layer, tensor, kinks):
+    """A kink at layer j bends the gradient of every layer <= j (and the input gradient)."""
+    if tensor in ("loss", "activation") or not kinks:
+        return False
+    return tensor == "input_grad" or any(layer <= j for j in kinks)
+
+
+def classify(row, candidate_vs_oracles, kinked):
+    """The class of a failing row: kink, convention, precision or bug."""
+    if kinked:
+        return "kink"
+    if any(candidate_vs_oracles.get(o) for o in row.get("excluded_oracles", [])):
+        return "convention"
+    if math.isfinite(row["rel"]) and row["rel"] <= UNIT_ROUNDOFF[row["dtype"]] ** TOLERANCE["precision_rel"][0]:
+        return "precision"
+    return "bug"
+
+
+def compare(case, candidate, truth, oracles, *, who="candidate"):
+    """Rows comparing ``candidate`` with ``truth``; ``oracles`` maps torch/jax to their Result in the case dtype."""
+    spec, dtype = case.spec, case.spec["dtype"]
+    u = UNIT_ROUNDOFF[dtype]
+    kinks = kink_layers(case, truth)
+    scales = term_scales(case, truth)
+    rows = []
+    for layer, tensor, g in tensors(candidate, spec):
+        t = lookup(truth, layer, tensor)
+        if t is None:
+            continue
+        terms = scales.get((layer, tensor), 0.0)
+        m = metrics(g, t, u, terms)
+        oracle_err = {o: metrics(lookup(r, layer, tensor), t, u, terms)["err_u"] for o, r in oracles.items()
+                      if lookup(r, layer, tensor) is not None}
+        excluded = _disagreeing(oracle_err)
+        trusted = [e for o, e in oracle_err.items() if o not in excluded]
+        tol = ALPHA * max(trusted, default=0.0) + FLOOR_U
+        row = {
+            "case": case.id, "who": who, "dtype": dtype, "loss_fn": spec["loss"],
+            "depth": len(spec["layers"]), "layer": layer, "tensor": tensor,
+            "activation": spec["layers"][layer]["activation"] if layer is not None else None,
+            "width": spec["layers"][layer]["units"] if layer is not None else None,
+            "err_u": m["err_u"], "rel": m["rel"], "tol_u": tol,
+            "margin": tol / m["err_u"] if m["err_u"] > 0 else math.inf,
+            "scale": m["scale"], "cosine": m["cosine"], "max_abs": m["max_abs"],
+            "oracle_err_u": oracle_err, "excluded_oracles": sorted(excluded),
+        }
+        if m["err_u"] <= tol:
+            row["class"] = "pass"
+        else:
+            near = {o: metrics(g, lookup(oracles[o], layer, tensor), u, terms)["err_u"] <= tol
+                    for o in excluded}
+            row["class"] = classify(row, near, _affected_by_kink(layer if layer is not None else -1, tensor, kinks))
+            row["worst"] = worst_entries(g, t)
+        rows.append(row)
+    return rows
+
+
+def _disagreeing(oracle_err):
+    """Oracles whose error is beyond the bound derived from the other one."""
+    if len(oracle_err) < 2:
+        return set()
+    out = set()
+    for o, e in oracle_err.items():
+        others = max(v for k, v in oracle_err.items() if k != o)
+        if e > ALPHA * others + FLOOR_U:
+            out.add(o)
+    return out
+
+
+def oracle_rows(case, truth, oracles):
+    """Each framework oracle judged like a candidate against the others: their agreement, checked."""
+    rows = []
+    for name, result in oracles.items():
+        others = {o: r for o, r in oracles.items() if o != name}
+        for row in compare(case, result, truth, others, who=name):
+            if row["class"] != "pass":
+                row["class"] = "oracle_disagreement"
+            rows.append(row)
+    return rows
+
+
+def worst_entries(g, t, k=3):
+    """The k entries with the largest absolute error, as (index, value, truth)."""
+    g, t = np.asarray(g, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    diff = np.where(np.isfinite(g), np.abs(g - t), np.inf)
+    order = np.argsort(diff.ravel())[::-1][:k]
+    return [[list(map(int, np.unravel_index(j, g.shape))), float(g.ravel()[j]), float(t.ravel()[j])]
+            for j in order]
+
+
+def failures(rows):
+    return [r for r in rows if r["class"] not in ("pass",)]
+
+
+def where(row):
+    """'layer 1 (tanh, 4 units) W' / 'input_grad' / 'loss'."""
+    if row["layer"] is None:
+        return row["tensor"]
+    return f"layer {row['layer']} ({row['activation']}, {row['width']} units) {row['tensor']}"
+
+
+def describe(row):
+    """One failing row as a sentence a person can act on."""
+    text = (f"{row['who']} {where(row)} [{row['dtype']}, {row['loss_fn']}]: "
+            f"error {row['err_u']:.3g} u > tolerance {row['tol_u']:.3g} u "
+            f"(margin {row['margin']:.2g}), class {row['class']}; "
+            f"scale {row['scale']:.4g}, cosine {row['cosine']:.6f}")
+    for index, got, want in row.get("worst", []):
+        text += f"\n    at {index}: got {got:.17g}, truth {want:.17g}"
+    return text

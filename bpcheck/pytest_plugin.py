@@ -1,0 +1,48 @@
+"""pytest plugin (entry point ``pytest11``): ``--bpcheck-target`` and ``--bpcheck-examples``.
+
+With ``--bpcheck-target``, bpcheck's own property suite (``tests/`` of a bpcheck
+checkout; it is not installed with the package) judges that implementation
+instead of the NumPy reference. From any directory:
+
+    pytest /path/to/bpcheck/tests/test_properties.py --bpcheck-target path/to/mlp.py:backprop
+    pytest /path/to/bpcheck/tests/test_properties.py --bpcheck-target mypkg.mlp:backprop --bpcheck-examples 10
+
+(``pytest --pyargs tests`` cannot work: ``tests`` is not an installed package.)
+A ``module:function`` target resolves from the current directory, as under
+``python -m pytest``. For your own test suite, call ``bpcheck.assert_backprop``
+instead; for a full run with reports and a shrunk repro, ``bpcheck validate``.
+"""
+import os
+import sys
+
+import pytest
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("bpcheck")
+    group.addoption("--bpcheck-target", dest="bpcheck_target", default=None, metavar="TARGET",
+                    help="implementation to check: module:function or path/to/file.py:function")
+    group.addoption("--bpcheck-examples", dest="bpcheck_examples", default=None, type=int, metavar="N",
+                    help="Hypothesis examples per property (overrides the profile)")
+
+
+def pytest_configure(config):
+    target = config.getoption("bpcheck_target", default=None)
+    if target:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        from bpcheck.backends import load_function
+        try:
+            load_function(target)
+        except ValueError as exc:  # fail once, clearly, instead of in every test
+            raise pytest.UsageError(f"--bpcheck-target: {exc}") from None
+    examples = config.getoption("bpcheck_examples", default=None)
+    if examples is not None:
+        from hypothesis import settings
+        settings.register_profile("bpcheck-examples", settings(settings.default, max_examples=examples))
+        settings.load_profile("bpcheck-examples")
+
+
+def pytest_report_header(config):
+    target = config.getoption("bpcheck_target", default=None)
+    return f"bpcheck: target {target}" if target else None

@@ -1,0 +1,5 @@
+"""Independent oracles: PyTorch autograd, JAX grad and a high-precision arbiter.
+
+Each module exposes ``backprop(spec, params, x, y) -> Result dict`` (DESIGN.md)
+built on its framework's own functions. None of them imports ``reference``.
+"""

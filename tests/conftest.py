@@ -1,0 +1,42 @@
+"""Test configuration, resolved once: Hypothesis profile and seed.
+
+Profiles: ``dev`` (fast, default on a workstation), ``ci`` (chosen when CI=true:
+200 examples per property), ``thorough`` (5,000). Choose one with
+``BPCHECK_PROFILE=thorough``. The seed is printed in the header; rerun a run
+exactly with ``pytest --hypothesis-seed=N``.
+"""
+import os
+import random
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+_COMMON = dict(deadline=None, print_blob=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                      HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=30, **_COMMON)
+settings.register_profile("ci", max_examples=200, **_COMMON)
+settings.register_profile("thorough", max_examples=5000, **_COMMON)
+PROFILE = os.environ.get("BPCHECK_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+settings.load_profile(PROFILE)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if getattr(config.option, "hypothesis_seed", None) is None and not hasattr(config, "workerinput"):
+        config.option.hypothesis_seed = random.randrange(2**32)
+
+
+def pytest_report_header(config):
+    seed = getattr(config.option, "hypothesis_seed", None)
+    return (f"bpcheck: hypothesis profile {PROFILE!r} ({settings().max_examples} examples per property), "
+            f"seed {seed} (rerun with --hypothesis-seed={seed})")
+
+
+@pytest.fixture(scope="session")
+def candidate(request):
+    """The implementation under test: the reference, or ``--bpcheck-target``."""
+    from bpcheck.judge import builtin
+    from bpcheck.backends import load_target
+    target = request.config.getoption("bpcheck_target", default=None)
+    return load_target(target) if target else builtin("reference")
