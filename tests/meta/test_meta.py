@@ -10,7 +10,7 @@ from tests.meta.broken import BUGS
 from tests.test_properties import check_agreement
 
 # No shrinking: the meta-test only needs *a* failure; the budget is the profile's.
-FIND_FAILURE = settings(phases=[Phase.generate], database=None)
+FIND_FAILURE = settings(phases=[Phase.generate], database=None, deadline=None)
 
 
 def property_failure(candidate, dtype):
