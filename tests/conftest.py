@@ -23,8 +23,16 @@ settings.load_profile(PROFILE)
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    if getattr(config.option, "hypothesis_seed", None) is None and not hasattr(config, "workerinput"):
+    """Pick one seed per run; pytest-xdist workers receive the controller's."""
+    if hasattr(config, "workerinput"):
+        config.option.hypothesis_seed = config.workerinput["bpcheck_seed"]
+    elif getattr(config.option, "hypothesis_seed", None) is None:
         config.option.hypothesis_seed = random.randrange(2**32)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    node.workerinput["bpcheck_seed"] = node.config.option.hypothesis_seed
 
 
 def pytest_report_header(config):
