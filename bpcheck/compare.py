@@ -3,7 +3,10 @@
 For every (layer, tensor) -- W, b, delta, activation, the input gradient and the
 loss -- the metrics of DESIGN.md are computed against the high-precision truth:
 
-    err_u   = ||g - g*|| / max(||g*||, tiny) / u      normwise relative error in units of u
+    err_u   = ||g - g*|| / max(||g*||, u^0.5 ||terms||, tiny) / u
+                                                       normwise relative error in units of u
+                                                       (||terms||: see term_scales; tiny: the
+                                                       dtype's smallest normal number)
     scale   = <g, g*> / <g*, g*>                       2.0 means "sum instead of mean?"
     max_abs = max |g - g*| / ||g*||_inf
     cosine  = <g, g*> / (||g|| ||g*||)
@@ -71,13 +74,16 @@ def lookup(result, layer, tensor):
     return (result.get(kind) or {}).get(f"layers.{layer}")
 
 
-def metrics(g, g_star, u, terms=0.0):
+def metrics(g, g_star, u, terms=0.0, tiny=None):
     """Error metrics of candidate ``g`` against truth ``g_star`` (both any shape).
 
     ``terms`` is the norm of the absolute terms that sum to ``g_star``: when the
     truth cancels to less than u^0.5 of them (a gradient that is zero but for
     rounding), the error is measured against u^0.5 * terms instead, so that
     rounding left behind by any float evaluation is not reported as 10^30 u.
+    ``tiny`` is the smallest normal number of the candidate's dtype (float64's
+    if not given): a truth below it underflows in that dtype, so 0 is the right
+    answer there and the error is measured against ``tiny`` instead.
     """
     g = np.asarray(g, dtype=np.float64).ravel()
     t = np.asarray(g_star, dtype=np.float64).ravel()
@@ -86,7 +92,8 @@ def metrics(g, g_star, u, terms=0.0):
         return {"err_u": math.inf, "scale": math.nan, "max_abs": math.inf, "cosine": math.nan,
                 "rel": math.inf}
     diff = g - t
-    denom = max(norm_t, u ** TOLERANCE["cancellation_floor"][0] * terms, np.finfo(np.float64).tiny)
+    tiny = np.finfo(np.float64).tiny if tiny is None else tiny
+    denom = max(norm_t, u ** TOLERANCE["cancellation_floor"][0] * terms, tiny)
     rel = float(np.linalg.norm(diff)) / denom
     tt = float(t @ t)
     norm_g = float(np.linalg.norm(g))
@@ -127,9 +134,14 @@ def term_scales(case, truth):
 
 
 def kink_layers(case, truth):
-    """Layers with a kinked activation whose true input lies within rounding of the kink at 0."""
+    """Layers with a kinked activation whose true input lies within rounding of the kink at 0.
+
+    "Within rounding": |z*| <= kappa u (|W| |a| + |b|), or z* subnormal in the case's
+    dtype -- XLA on CPU flushes subnormals to zero, which puts such a z exactly on the kink.
+    """
     u = UNIT_ROUNDOFF[case.spec["dtype"]]
     kappa = TOLERANCE["kink_kappa"][0]
+    smallest_normal = float(np.finfo(case.spec["dtype"]).tiny)
     near = []
     a_prev = np.asarray(case.x, dtype=np.float64)
     for i, layer in enumerate(case.spec["layers"]):
@@ -138,7 +150,7 @@ def kink_layers(case, truth):
         if layer["activation"] in KINKED:
             z = truth["pre_activations"][f"layers.{i}"]
             scale = np.abs(a_prev) @ np.abs(W).T + np.abs(b)
-            if np.any(np.abs(z) <= kappa * u * scale):
+            if np.any(np.abs(z) <= np.maximum(kappa * u * scale, smallest_normal)):
                 near.append(i)
         a_prev = truth["activations"][f"layers.{i}"]
     return near
@@ -166,6 +178,7 @@ def compare(case, candidate, truth, oracles, *, who="candidate"):
     """Rows comparing ``candidate`` with ``truth``; ``oracles`` maps torch/jax to their Result in the case dtype."""
     spec, dtype = case.spec, case.spec["dtype"]
     u = UNIT_ROUNDOFF[dtype]
+    tiny = float(np.finfo(dtype).tiny)
     kinks = kink_layers(case, truth)
     scales = term_scales(case, truth)
     rows = []
@@ -174,10 +187,10 @@ def compare(case, candidate, truth, oracles, *, who="candidate"):
         if t is None:
             continue
         terms = scales.get((layer, tensor), 0.0)
-        m = metrics(g, t, u, terms)
-        oracle_err = {o: metrics(lookup(r, layer, tensor), t, u, terms)["err_u"] for o, r in oracles.items()
-                      if lookup(r, layer, tensor) is not None}
-        excluded = _disagreeing(oracle_err)
+        m = metrics(g, t, u, terms, tiny)
+        oracle_err = {o: metrics(lookup(r, layer, tensor), t, u, terms, tiny)["err_u"]
+                      for o, r in oracles.items() if lookup(r, layer, tensor) is not None}
+        excluded = _disagreeing(oracle_err, u)
         trusted = [e for o, e in oracle_err.items() if o not in excluded]
         tol = ALPHA * max(trusted, default=0.0) + FLOOR_U
         row = {
@@ -193,7 +206,7 @@ def compare(case, candidate, truth, oracles, *, who="candidate"):
         if m["err_u"] <= tol:
             row["class"] = "pass"
         else:
-            near = {o: metrics(g, lookup(oracles[o], layer, tensor), u, terms)["err_u"] <= tol
+            near = {o: metrics(g, lookup(oracles[o], layer, tensor), u, terms, tiny)["err_u"] <= tol
                     for o in excluded}
             row["class"] = classify(row, near, _affected_by_kink(layer if layer is not None else -1, tensor, kinks))
             row["worst"] = worst_entries(g, t)
@@ -201,25 +214,36 @@ def compare(case, candidate, truth, oracles, *, who="candidate"):
     return rows
 
 
-def _disagreeing(oracle_err):
-    """Oracles whose error is beyond the bound derived from the other one."""
+def _disagreeing(oracle_err, u):
+    """Oracles to leave out of the tolerance: beyond the bound derived from the other
+    one *and* off by more than rounding (relative error above u^precision_rel).
+
+    Rounding-level disagreement (torch's exact gelu ~600 u at z = -3.5; one oracle
+    exact by luck where the other leaves 10^3 u of cancellation) stays in: an honest
+    float implementation may round like either. Only a formula-level difference -- a
+    framework convention such as torch's clamped BCE -- is set aside.
+    """
     if len(oracle_err) < 2:
         return set()
+    rounding_u = u ** TOLERANCE["precision_rel"][0] / u
     out = set()
     for o, e in oracle_err.items():
         others = max(v for k, v in oracle_err.items() if k != o)
-        if e > ALPHA * others + FLOOR_U:
+        if e > ALPHA * others + FLOOR_U and e > rounding_u:
             out.add(o)
     return out
 
 
 def oracle_rows(case, truth, oracles):
-    """Each framework oracle judged like a candidate against the others: their agreement, checked."""
+    """Each framework oracle judged like a candidate against the others: their agreement, checked.
+
+    A failing oracle row is an oracle disagreement, unless a kink explains it (class kink).
+    """
     rows = []
     for name, result in oracles.items():
         others = {o: r for o, r in oracles.items() if o != name}
         for row in compare(case, result, truth, others, who=name):
-            if row["class"] != "pass":
+            if row["class"] not in ("pass", "kink"):
                 row["class"] = "oracle_disagreement"
             rows.append(row)
     return rows

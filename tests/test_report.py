@@ -1,0 +1,398 @@
+"""Tests of the runner and the report: generation covers the grid and is
+reproducible, records stream to cases.jsonl and survive a crash, a broken
+candidate is a record and not a crash, report.json follows its schema, and the
+page escapes whatever it shows."""
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bpcheck import runner
+from bpcheck.backends import PythonBackend
+from bpcheck.report import report_command, write_reports
+from bpcheck.spec import LAST_ACTIVATION, schema, validate_case
+from reference.network import backprop as reference_backprop
+
+SMALL = dict(losses=["mse", "softmax_cross_entropy"], activations=["relu", "tanh"])
+META = {"seed": 7, "flags": {"examples": 1, "jobs": 1}, "command": "pytest",
+        "timing": {"run_seconds": 1.0, "wall_seconds": 1.0}}
+
+
+def strict_json(text):
+    """json.loads that refuses NaN and Infinity (not JSON, though Python writes them)."""
+    def reject(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    return json.loads(text, parse_constant=reject)
+
+
+def record_validator():
+    s = schema("report.schema.json")
+    return jsonschema.Draft202012Validator({**s["$defs"]["record"], "$defs": s["$defs"]})
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """8 real cases (2 losses x 2 activations x 2 dtypes) judged with the reference."""
+    out = tmp_path_factory.mktemp("run")
+    cases = runner.generate_cases(7, 1, **SMALL)
+    records = runner.run_cases(cases, "reference", out_dir=out, progress=False)
+    return cases, records, out
+
+
+def build_report(records, out, **kw):
+    return write_reports(records, out, meta=META, **kw)
+
+
+# ---- generation --------------------------------------------------------------
+
+def test_generate_covers_the_grid_and_every_depth():
+    cases = runner.generate_cases(3, 3, losses=["mse", "binary_cross_entropy"],
+                                  activations=["relu", "gelu", "identity"])
+    assert len(cases) == 2 * 3 * 2 * 3
+    ids = [c.id for c in cases]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"c\d{4}-[a-z_]+-[a-z_]+-float(32|64)", i) for i in ids)
+    cells = {(c.meta["cell"]["loss"], c.meta["cell"]["activation"], c.meta["cell"]["dtype"]) for c in cases}
+    assert len(cells) == 12
+    for c in cases:
+        validate_case(c)
+        loss, act, dtype = c.meta["cell"].values()
+        assert c.id.endswith(f"-{loss}-{act}-{dtype}") and c.spec["loss"] == loss and c.spec["dtype"] == dtype
+        assert act in [layer["activation"] for layer in c.spec["layers"]], c.spec
+        assert len(c.spec["layers"]) == c.meta["depth"]
+        if loss in LAST_ACTIVATION:
+            assert c.spec["layers"][-1]["activation"] == LAST_ACTIVATION[loss]
+    assert {len(c.spec["layers"]) for c in cases} == {1, 2, 3, 4, 5, 6}
+    assert not any(all(not np.any(v) for v in c.params.values()) for c in cases), "all-zero example kept"
+
+
+def _digest(cases):
+    h = hashlib.sha256()
+    for c in cases:
+        h.update(json.dumps(runner.case_to_json(c), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def test_generate_is_deterministic_and_seed_dependent():
+    a = runner.generate_cases(11, 2, **SMALL)
+    b = runner.generate_cases(11, 2, **SMALL)
+    c = runner.generate_cases(12, 2, **SMALL)
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+
+
+def test_generate_does_not_depend_on_what_was_imported():
+    """Hypothesis draws literals from loaded project modules; generation must not."""
+    code = ("import sys, json, hashlib\n{imports}\nfrom bpcheck import runner\n"
+            "cs = runner.generate_cases(5, 2, losses=['mse'], activations=['tanh', 'relu'])\n"
+            "h = hashlib.sha256()\n"
+            "[h.update(json.dumps(runner.case_to_json(c), sort_keys=True).encode()) for c in cs]\n"
+            "print(h.hexdigest())\n")
+    digests = set()
+    for imports in ("", "import bpcheck.report, bpcheck.judge, oracles.numeric, reference.network, tests.test_compare"):
+        proc = subprocess.run([sys.executable, "-c", code.format(imports=imports)], capture_output=True,
+                              text=True, cwd=Path(__file__).parents[1], timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_generate_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown"):
+        runner.generate_cases(0, 1, losses=["hinge"])
+
+
+def test_case_json_round_trip_is_exact(small_run):
+    for case in small_run[0]:
+        back = runner.case_from_json(json.loads(json.dumps(runner.case_to_json(case))))
+        for name in case.params:
+            assert back.params[name].dtype == case.params[name].dtype
+            assert back.params[name].tobytes() == case.params[name].tobytes()
+        assert back.x.tobytes() == case.x.tobytes() and back.y.tobytes() == case.y.tobytes()
+        assert back.y.dtype == case.y.dtype and back.spec == case.spec and back.id == case.id
+
+
+# ---- running -----------------------------------------------------------------
+
+def test_records_stream_to_jsonl_and_validate(small_run):
+    cases, records, out = small_run
+    lines = (out / "cases.jsonl").read_text().splitlines()
+    assert [strict_json(line)["case"] for line in lines] == [c.id for c in cases]
+    assert [r["case"] for r in records] == [c.id for c in cases]
+    validator = record_validator()
+    for line in lines:
+        validator.validate(strict_json(line))
+    for r in records:
+        assert r["status"] == "ok", r["message"]
+        assert {row["who"] for row in r["rows"]} == {"reference"}
+        assert {row["who"] for row in r["oracle_rows"]} == {"torch", "jax"}
+        assert r["seconds"] > 0
+
+
+def _raises(spec, params, x, y):
+    raise ZeroDivisionError("oops")
+
+
+def _declines(spec, params, x, y):
+    raise NotImplementedError("no softmax here")
+
+
+def _garbage(spec, params, x, y):
+    return "a string"
+
+
+def _nan_grads(spec, params, x, y):
+    out = reference_backprop(spec, params, x, y)
+    out["grads"]["layers.0.W"] = np.full_like(out["grads"]["layers.0.W"], np.nan)
+    out["grads"]["layers.0.b"] = np.full_like(out["grads"]["layers.0.b"], np.inf)
+    return out
+
+
+@pytest.mark.parametrize("fn, status", [(_raises, "error"), (_declines, "unsupported"),
+                                        (_garbage, "error"), (_nan_grads, "ok")])
+def test_a_broken_candidate_is_a_record_not_a_crash(small_run, tmp_path, fn, status):
+    cases = small_run[0][:2]
+    records = runner.run_cases(cases, PythonBackend(fn, fn.__name__), out_dir=tmp_path, progress=False)
+    assert [r["status"] for r in records] == [status, status]
+    validator = record_validator()
+    for line in (tmp_path / "cases.jsonl").read_text().splitlines():
+        validator.validate(strict_json(line))
+    if status != "ok":
+        assert all(r["stage"] == "candidate" and r["message"] for r in records)
+        return
+    row = next(r for r in records[0]["rows"] if r["layer"] == 0 and r["tensor"] == "W")
+    assert row["err_u"] == float("inf") and row["class"] == "bug"
+    assert '"err_u":"inf"' in (tmp_path / "cases.jsonl").read_text()
+
+
+def test_an_oracle_or_harness_failure_is_a_record_with_its_stage(small_run, tmp_path, monkeypatch):
+    import bpcheck.judge
+    from bpcheck.backends import AdapterError
+
+    def truth_fails(case):
+        raise AdapterError("numeric raised ValueError: negative shift count")
+    monkeypatch.setattr(bpcheck.judge, "reference_results", truth_fails)
+    (record,) = runner.run_cases(small_run[0][:1], "reference", out_dir=tmp_path, progress=False)
+    assert (record["status"], record["stage"]) == ("error", "oracles")
+    assert "negative shift count" in record["message"]
+    monkeypatch.undo()
+
+    def compare_breaks(*args, **kwargs):
+        raise KeyError("layers.9")
+    monkeypatch.setattr(bpcheck.judge, "judge", compare_breaks)
+    (record,) = runner.run_cases(small_run[0][:1], "reference", out_dir=tmp_path, progress=False)
+    assert (record["status"], record["stage"]) == ("error", "harness")
+    assert "KeyError" in record["message"]
+    record_validator().validate(strict_json((tmp_path / "cases.jsonl").read_text()))
+
+
+class Counting:
+    def __init__(self):
+        self.name, self.calls = "reference", []
+
+    def run(self, case):
+        self.calls.append(case.id)
+        return PythonBackend(reference_backprop, "reference").run(case)
+
+
+def test_resume_skips_done_cases_and_repairs_a_truncated_line(small_run, tmp_path):
+    cases, records, out = small_run
+    lines = (out / "cases.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "cases.jsonl").write_text("".join(lines[:3]) + lines[3][:40])  # killed mid-write
+    counting = Counting()
+    resumed = runner.run_cases(cases, counting, out_dir=tmp_path, resume=True, progress=False)
+    assert counting.calls == [c.id for c in cases[3:]]
+    assert [r["case"] for r in resumed] == [c.id for c in cases]
+    again = [strict_json(line)["case"] for line in (tmp_path / "cases.jsonl").read_text().splitlines()]
+    assert again == [c.id for c in cases]
+    assert resumed[0] == records[0]
+
+
+def test_resume_refuses_another_runs_file(small_run, tmp_path):
+    cases, _, out = small_run
+    line = strict_json((out / "cases.jsonl").read_text().splitlines()[0])
+    line["spec"] = {**line["spec"], "input_dim": line["spec"]["input_dim"] + 1}
+    (tmp_path / "cases.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(ValueError, match="another run"):
+        runner.run_cases(cases, "reference", out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_without_resume_the_file_starts_afresh(small_run, tmp_path):
+    (tmp_path / "cases.jsonl").write_text('{"case": "old"}\n')
+    runner.run_cases(small_run[0][:1], "reference", out_dir=tmp_path, progress=False)
+    assert "old" not in (tmp_path / "cases.jsonl").read_text()
+
+
+def test_jobs_need_a_target_string(small_run, tmp_path):
+    with pytest.raises(ValueError, match="target string"):
+        runner.run_cases(small_run[0][:1], PythonBackend(reference_backprop, "r"), out_dir=tmp_path, jobs=2)
+
+
+def test_two_workers_give_the_same_records(small_run, tmp_path):
+    cases, records, _ = small_run
+    parallel = runner.run_cases(cases, "reference", out_dir=tmp_path, jobs=2, progress=False)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert strip(parallel) == strip(records)
+
+
+CRASHER = """
+import os
+from reference.network import backprop as reference
+
+def backprop(spec, params, x, y):
+    if spec["dtype"] == "float32":
+        os._exit(3)  # as a segfault would: no exception, the process is gone
+    return reference(spec, params, x, y)
+"""
+
+
+def test_a_worker_killed_by_its_candidate_costs_only_that_case(small_run, tmp_path):
+    cases = small_run[0]
+    (tmp_path / "crasher.py").write_text(CRASHER)
+    records = runner.run_cases(cases, f"{tmp_path / 'crasher.py'}:backprop", out_dir=tmp_path / "out",
+                               jobs=2, progress=False)
+    assert [r["case"] for r in records] == [c.id for c in cases]
+    for case, record in zip(cases, records):
+        if case.spec["dtype"] == "float32":
+            assert (record["status"], record["stage"]) == ("error", "candidate")
+            assert "worker process died" in record["message"]
+        else:
+            assert record["status"] == "ok" and all(r["class"] == "pass" for r in record["rows"])
+
+
+def test_progress_prints_plain_lines_off_a_terminal(small_run, tmp_path, capsys):
+    runner.run_cases(small_run[0][:2], "reference", out_dir=tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"2/2 cases, [\d.]+ cases/s", err)
+
+
+# ---- the report --------------------------------------------------------------
+
+def test_report_json_validates_against_its_schema(small_run, tmp_path):
+    _, records, _ = small_run
+    report = build_report(records, tmp_path)
+    on_disk = strict_json((tmp_path / "report.json").read_text())
+    assert on_disk == report
+    jsonschema.Draft202012Validator(schema("report.schema.json")).validate(on_disk)
+    assert report["counts"]["cases"] == len(records) == report["counts"]["ok"]
+    assert report["whos"] == ["reference", "torch", "jax"]
+    env = report["environment"]
+    assert env["libraries"]["torch"] and env["libraries"]["jax"] and env["libraries"]["numpy"]
+    assert env["threads"]["cpu_count"] >= 1 and report["meta"]["seed"] == 7
+    assert report["tolerance"]["alpha"]["value"] == 10.0 and report["tolerance"]["alpha"]["reason"]
+    summary = {(g["dtype"], g["who"]) for g in report["groups"]["summary"]}
+    assert summary == {(d, w) for d in ("float32", "float64") for w in ("reference", "torch", "jax")}
+    for entry in report["side_by_side"]:
+        assert entry["torch_median_u"] is not None and entry["jax_median_u"] is not None
+
+
+def test_report_schema_rejects_a_broken_report(small_run, tmp_path):
+    report = build_report(small_run[1], tmp_path)
+    validator = jsonschema.Draft202012Validator(schema("report.schema.json"))
+    bad = json.loads(json.dumps(report))
+    bad["groups"]["summary"][0]["median_u"] = "lots"
+    assert not validator.is_valid(bad)
+    del bad["groups"]["summary"][0]["median_u"]
+    assert not validator.is_valid(bad)
+
+
+def test_stats_by_hand(tmp_path):
+    rows = [_row(err, cls) for err, cls in [(1.0, "pass"), (2.0, "pass"), (3.0, "pass"), (100.0, "bug")]]
+    report = build_report([_record("c1", rows)], tmp_path)
+    (g,) = [g for g in report["groups"]["summary"] if g["who"] == "mine"]
+    assert (g["n"], g["median_u"], g["p99_u"], g["max_u"], g["failures"]) == (4, 2.0, 100.0, 100.0, 1)
+    assert g["classes"]["bug"] == 1 and g["classes"]["pass"] == 3
+    assert g["min_margin"] == pytest.approx(40.0 / 100.0)
+    (f,) = report["failures"]
+    assert f["class"] == "bug" and f["margin"] < 1
+
+
+def test_markdown_and_html_hold_the_tables_and_plots(small_run, tmp_path):
+    build_report(small_run[1], tmp_path, extra_sections=[("Diagnosis", "Layer 1 is *wrong*.",
+                                                          "<p>Layer 1 is <em>wrong</em>.</p>")])
+    md = (tmp_path / "report.md").read_text()
+    for title in ("## Summary", "### By loss", "### By layer", "### By network depth", "## float32",
+                  "## float64", "reference ÷ torch", "reference ÷ jax", "## Diagnosis"):
+        assert title in md
+    assert re.search(r"\| float32 \| jax \| \d+ \|", md)
+    page = (tmp_path / "index.html").read_text()
+    images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 8  # 2 heatmaps, a histogram and a growth plot per dtype
+    for data in images:
+        import base64
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<p>Layer 1 is <em>wrong</em>.</p>" in page
+    assert (tmp_path / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
+
+
+HOSTILE = "<script>document.title='pwned'</script>"
+
+
+def _row(err, cls, *, case="c1", activation="tanh", who="mine", dtype="float32", layer=0, tensor="W"):
+    tol = 40.0
+    return {"case": case, "who": who, "dtype": dtype, "loss_fn": "mse", "depth": 1, "layer": layer,
+            "tensor": tensor, "activation": activation, "width": 3, "err_u": err, "rel": err * 2**-24,
+            "tol_u": tol, "margin": tol / err if err else float("inf"), "scale": 1.0, "cosine": 1.0,
+            "max_abs": err * 2**-24, "oracle_err_u": {"torch": 1.0, "jax": 0.8}, "excluded_oracles": [],
+            "class": cls}
+
+
+def _record(case, rows, status="ok", message=""):
+    return {"case": case, "who": "mine", "status": status, "stage": None if status == "ok" else "candidate",
+            "message": message, "batch": 2, "kinks": [], "seconds": 0.1, "meta": {},
+            "spec": {"input_dim": 2, "layers": [{"units": 3, "activation": "tanh"}], "loss": "mse",
+                     "dtype": "float32"},
+            "rows": rows, "oracle_rows": [{**r, "who": o, "class": "pass"} for r in rows for o in ("torch", "jax")]}
+
+
+def hostile_records():
+    """Records whose case ids, activation names and messages try to inject markup."""
+    bad_case = f"c0001-{HOSTILE}"
+    bad_act = '<img src=x onerror="document.title=\'pwned\'">'
+    rows = [_row(1.5, "pass", case=bad_case, activation=bad_act),
+            _row(3e3, "bug", case=bad_case, activation=bad_act, layer=None, tensor="input_grad")]
+    return [_record(bad_case, rows),
+            _record(f"c0002-{HOSTILE}", [], status="error", message=f"raised {HOSTILE} & <b>bold</b>")]
+
+
+def test_every_string_on_the_page_is_escaped(tmp_path):
+    report = build_report(hostile_records(), tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "<script" not in page.lower()
+    assert "<img src=x" not in page and "<b>bold</b>" not in page
+    assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=" in page
+    jsonschema.Draft202012Validator(schema("report.schema.json")).validate(report)
+
+
+# ---- the command -------------------------------------------------------------
+
+def test_report_command_end_to_end(tmp_path):
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(report_command, ["--examples", "1", "--losses", "mse", "--activations",
+                                                 "tanh,relu", "--dtypes", "float32", "--jobs", "1",
+                                                 "--seed", "3", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    for name in ("report.json", "report.md", "index.html", "cases.jsonl", "heatmap.png"):
+        assert (out / name).stat().st_size > 0
+    report = strict_json((out / "report.json").read_text())
+    assert report["meta"]["flags"]["activations"] == ["tanh", "relu"] and report["meta"]["seed"] == 3
+    assert report["counts"]["cases"] == 2 and report["dtypes"] == ["float32"]
+    again = CliRunner().invoke(report_command, ["--examples", "1", "--losses", "mse", "--activations",
+                                                "tanh,relu", "--dtypes", "float32", "--jobs", "1", "--seed",
+                                                "3", "--out", str(out), "--no-progress", "--resume"])
+    assert again.exit_code == 0, again.output
+    assert len((out / "cases.jsonl").read_text().splitlines()) == 2
+
+
+def test_report_command_rejects_unknown_names(tmp_path):
+    result = CliRunner().invoke(report_command, ["--losses", "hinge", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown hinge" in result.output
