@@ -4,8 +4,11 @@ With ``--bpcheck-target``, bpcheck's own property suite (``tests/`` of a bpcheck
 checkout; it is not installed with the package) judges that implementation
 instead of the NumPy reference. From any directory:
 
-    pytest /path/to/bpcheck/tests/test_properties.py --bpcheck-target path/to/mlp.py:backprop
-    pytest /path/to/bpcheck/tests/test_properties.py --bpcheck-target mypkg.mlp:backprop --bpcheck-examples 10
+    pytest /path/to/bpcheck/tests/test_properties.py -k candidate --bpcheck-target path/to/mlp.py:backprop
+    pytest /path/to/bpcheck/tests/test_properties.py -k candidate --bpcheck-target mymlp:backprop \
+        --bpcheck-examples 100
+
+(``-k candidate`` keeps the tests that judge the target; the others check the oracles.)
 
 (``pytest --pyargs tests`` cannot work: ``tests`` is not an installed package.)
 A ``module:function`` target resolves from the current directory, as under

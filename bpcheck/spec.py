@@ -143,7 +143,7 @@ def validate_result(result, case, *, who="implementation"):
         out["grads"][name] = _array(grads[name], shape, f"grads[{name!r}]", who)
     if result.get("input_grad") is not None:
         out["input_grad"] = _array(result["input_grad"], case.x.shape, "input_grad", who)
-    for kind in ("pre_activations", "activations", "deltas"):
+    for kind in ("pre_activations", "activations", "deltas", "local_derivatives"):
         if isinstance(result.get(kind), dict):
             out[kind] = {}
             for i, layer in enumerate(case.spec["layers"]):

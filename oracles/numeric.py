@@ -211,6 +211,7 @@ def add_bias(z, b, tape):                            # out = z + b (broadcast ov
 def activation(z, name, tape):                       # out = f(z), elementwise
     f, df = ACTIVATIONS[name](z.value)
     out = Node(f, tape, lambda g: z.accumulate(g * df))
+    out.local_derivative = df
     return out
 
 
@@ -286,6 +287,8 @@ def _run(spec, p_m, x_m, y_m):
         "pre_activations": {k: _f64(z.value) for k, z in zip(names, zs)},
         "activations": {k: _f64(a.value) for k, a in zip(names, acts)},
         "deltas": {k: _f64(z.grad) for k, z in zip(names, zs)},
+        # f'(z_i): lets a caller bound the terms behind each gradient (bpcheck.compare)
+        "local_derivatives": {k: _f64(a.local_derivative) for k, a in zip(names, acts)},
         "dtype": "float64",
     }
 

@@ -1,0 +1,221 @@
+"""Diagnosis a person can act on: the first wrong link of the chain rule, and why.
+
+Given one failing case -- the candidate's result, the truth and the compared
+rows (``bpcheck.compare``) -- walk the network in the order the chain rule
+does: the forward pass (each layer's activation, then the loss), then backward
+from the output (for each layer: its delta dC/dz, then dC/db and dC/dW), then
+the input gradient. The first tensor that is really wrong (class bug or
+precision) is where to look: every tensor after it may only inherit its error.
+
+For that tensor the hints read the metrics and test a few classic slips
+against the truth, each by the same tolerance the row failed:
+
+- a constant factor: the gradient is s x the truth; s = 2, 1/2, B, 1/B, D, ...
+  names the reduction or the missing 1/2;
+- the sign flipped (s = -1);
+- the transpose of the truth (BP4 as a_prev.T @ delta; a reshape can hide it);
+- wrong only where z = 0: the derivative's convention at a kink;
+- BP2 with f'(a) instead of f'(z), or without the f' factor at all;
+- and always the equation (BP1-BP4) that produces the tensor.
+"""
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bpcheck.compare import TOLERANCE, UNIT_ROUNDOFF, describe, lookup, metrics
+from bpcheck.spec import KINKED
+
+REAL = ("bug", "precision")
+_TENSORS = ("delta", "b", "W")
+
+
+def chain_order(rows):
+    """Rows in chain-rule order: activations (forward), loss, then from the output layer by layer
+    delta, b, W, and last the input gradient."""
+    depth = 1 + max((r["layer"] for r in rows if r["layer"] is not None), default=-1)
+
+    def key(row):
+        if row["tensor"] == "activation":
+            return (0, row["layer"], 0)
+        if row["tensor"] == "loss":
+            return (1, 0, 0)
+        if row["tensor"] == "input_grad":
+            return (3, 0, 0)
+        return (2, depth - row["layer"], _TENSORS.index(row["tensor"]))
+    return sorted(rows, key=key)
+
+
+def first_divergence(rows):
+    """The first really wrong row in chain order (else the first failing one, else None)."""
+    ordered = chain_order(rows)
+    return (next((r for r in ordered if r["class"] in REAL), None)
+            or next((r for r in ordered if r["class"] != "pass"), None))
+
+
+def look_at(row, rows):
+    """The equation that produces the tensor of ``row``."""
+    i, tensor = row["layer"], row["tensor"]
+    last = max((r["layer"] for r in rows if r["layer"] is not None), default=0)
+    ok = {(r["layer"], r["tensor"]) for r in rows if r["class"] == "pass"}
+    if tensor == "loss":
+        return "the forward pass or the loss formula (DESIGN.md's table of losses)"
+    if tensor == "activation":
+        return f"the forward pass of layer {i}: z = a_prev @ W.T + b, a = {row['activation']}(z)"
+    if tensor == "input_grad":
+        return "dC/dx = delta_0 @ W_0"
+    if tensor == "delta" and i == last:
+        return (f"BP1: delta_{i} = dC/da ⊙ {row['activation']}'(z_{i}): the loss derivative "
+                "or the output activation's derivative")
+    if tensor == "delta":
+        known = f"; delta_{i + 1} is right" if (i + 1, "delta") in ok else ""
+        return (f"BP2 at layer {i}: delta_{i} = (delta_{i + 1} @ W_{i + 1}) ⊙ {row['activation']}'(z_{i})"
+                f"{known}")
+    known = f" (delta_{i} itself is right)" if (i, "delta") in ok else ""
+    if tensor == "b":
+        return f"BP3: dC/db_{i} = delta_{i} summed over the batch{known}"
+    return f"BP4: dC/dW_{i} = delta_{i}.T @ a_{i - 1 if i else 'x'}{known}"
+
+
+def _factors(case):
+    batch, units = case.batch, case.spec["layers"][-1]["units"]
+    named = [(2.0, "a missing ½ (the derivative of ½(a−y)² is a − y)?"),
+             (0.5, "a stray ½, or a − y where the loss needs 2(a − y)?"),
+             (batch, f"sum instead of mean over the batch (B = {batch})?"),
+             (1 / batch, f"mean instead of sum over the batch (B = {batch}): BP3/BP4 sum, "
+                         "the loss already carries its 1/B?"),
+             (units, f"summed over the {units} outputs where the loss averages?"),
+             (1 / units, f"averaged over the {units} outputs where the loss sums?"),
+             (batch * units, f"sum instead of mean over all B·D = {batch * units} entries?"),
+             (1 / (batch * units), f"mean over all B·D = {batch * units} entries where the loss sums?")]
+    return [(f, text) for f, text in named if f != 1]
+
+
+def kink_mask(case, truth, layer):
+    """Entries of z_layer within rounding of the kink at 0: compare.kink_layers' test, entry by entry."""
+    u = UNIT_ROUNDOFF[case.spec["dtype"]]
+    a_prev = case.x if layer == 0 else truth["activations"][f"layers.{layer - 1}"]
+    W = np.asarray(case.params[f"layers.{layer}.W"], np.float64)
+    b = np.asarray(case.params[f"layers.{layer}.b"], np.float64)
+    scale = np.abs(np.asarray(a_prev, np.float64)) @ np.abs(W).T + np.abs(b)
+    bound = np.maximum(TOLERANCE["kink_kappa"][0] * u * scale, float(np.finfo(case.spec["dtype"]).tiny))
+    return np.abs(truth["pre_activations"][f"layers.{layer}"]) <= bound
+
+
+def _as_tensor(delta, row, case, truth):
+    """A delta-shaped array carried to the row's tensor: delta itself, its BP3 sum or its BP4 product."""
+    i = row["layer"]
+    if row["tensor"] == "delta":
+        return delta
+    if row["tensor"] == "b":
+        return delta.sum(axis=0)
+    a_prev = case.x if i == 0 else truth["activations"][f"layers.{i - 1}"]
+    return delta.T @ np.asarray(a_prev, np.float64)
+
+
+def hints(row, result, truth, case):
+    """Hypotheses for why the tensor of ``row`` is wrong, each tested on the arrays."""
+    g = np.asarray(lookup(result, row["layer"], row["tensor"]), np.float64)
+    t = np.asarray(lookup(truth, row["layer"], row["tensor"]), np.float64)
+    u = UNIT_ROUNDOFF[row["dtype"]]
+    # A slip explains the tensor when it is 100x closer to it than the truth is (and within u^0.5, or
+    # the row's own tolerance): rounding in the candidate's version of the slip must not hide it.
+    limit = max(row["tol_u"], min(row["err_u"] / 100, u ** -0.5))
+
+    def close(a, b):
+        return metrics(a, b, u)["err_u"] <= limit
+    if not np.all(np.isfinite(g)):
+        return ["NaN or infinity in the result: an overflow (exp of a large z?) or 0/0"]
+    out = []
+    if not np.any(g) and np.any(t):
+        out.append("all zeros where the truth is not: never computed, or overwritten?")
+    specific = []
+    if g.ndim == 2 and g.shape[0] > 1 and g.shape[1] > 1 and close(g.ravel(), t.T.ravel()):
+        specific.append("matches the transpose of the truth: a_prev.T @ delta where BP4 needs "
+                        "delta.T @ a_prev (a reshape can hide the .T)")
+    if row["layer"] is not None and row["tensor"] in _TENSORS:
+        specific += _kink_hint(row, g, t, u, case, truth) + _bp2_hints(row, g, case, truth, close)
+    s = row["scale"]
+    if math.isfinite(s) and abs(s + 1) < 1e-3 and close(-g, t):
+        out.append("sign flipped: the gradient is −1× the truth (y − a instead of a − y?)")
+    elif math.isfinite(s) and s != 0 and abs(s - 1) > 1e-3 and close(g / s, t):
+        why = [text for f, text in _factors(case) if abs(s / f - 1) < 1e-3]
+        if why or (not specific and g.size > 1):
+            out.append(f"gradient is {s:.3g}× the truth: " + (" or ".join(why) if why else "right direction, "
+                       "wrong scale: a constant factor in the loss derivative or a reduction?"))
+    return out + specific
+
+
+def _kink_hint(row, g, t, u, case, truth):
+    if row["activation"] not in KINKED:
+        return []
+    near = kink_mask(case, truth, row["layer"])
+    if not near.any():
+        return []
+    scale = max(float(np.max(np.abs(t), initial=0.0)), np.finfo(np.float64).tiny)
+    wrong = np.abs(g - t) / scale / u > row["tol_u"]
+    near = {"delta": near, "b": near.any(axis=0), "W": near.any(axis=0)[:, None]}[row["tensor"]]
+    if wrong.any() and not (wrong & ~near).any():
+        return [f"only wrong where z = 0 ({int(wrong.sum())} of {wrong.size} entries): kink convention — "
+                "bpcheck takes relu'(0) = 0 and leaky_relu'(0) = 0.01 (DESIGN.md)"]
+    return []
+
+
+def _bp2_hints(row, g, case, truth, close):
+    from reference.activations import ACTIVATIONS  # the derivative table, to rebuild the slips
+    i, layers = row["layer"], case.spec["layers"]
+    if i == len(layers) - 1:
+        return []
+    upstream = truth["deltas"][f"layers.{i + 1}"] @ np.asarray(case.params[f"layers.{i + 1}.W"], np.float64)
+    d_act = ACTIVATIONS[layers[i]["activation"]][1]
+    slips = {f"matches BP2 with {layers[i]['activation']}'(a) instead of {layers[i]['activation']}'(z): "
+             "the derivative is evaluated at the layer's output, not its input":
+             upstream * d_act(truth["activations"][f"layers.{i}"]),
+             "matches BP2 without the ⊙ f'(z) factor: the activation derivative is missing": upstream}
+    return [text for text, delta in slips.items() if close(g, _as_tensor(delta, row, case, truth))]
+
+
+def chain_summary(rows):
+    """One line: 'loss ok | layer 1: delta ok, b ok, W ok | layer 0: delta WRONG, ... | input_grad ok'."""
+    segments = []
+    for r in chain_order(rows):
+        mark = "ok" if r["class"] == "pass" else ("WRONG" if r["class"] in REAL else r["class"])
+        if r["tensor"] in _TENSORS and segments and segments[-1][0] == r["layer"]:
+            segments[-1][1].append(f"{r['tensor']} {mark}")
+        elif r["tensor"] in _TENSORS:
+            segments.append((r["layer"], [f"layer {r['layer']}: {r['tensor']} {mark}"]))
+        else:
+            label = r["tensor"] if r["layer"] is None else f"layer {r['layer']} activation"
+            segments.append((None, [f"{label} {mark}"]))
+    return " | ".join(", ".join(items) for _, items in segments)
+
+
+@dataclass
+class Diagnosis:
+    case: object
+    rows: list
+    first: dict = None
+    hints: list = field(default_factory=list)
+    look_at: str = ""
+
+    @property
+    def layer(self):
+        return None if self.first is None else self.first["layer"]
+
+    def text(self):
+        if self.first is None:
+            return "no failing tensor"
+        lines = ["First wrong link, walking the chain rule (forward, then back from the loss):",
+                 "  " + chain_summary(self.rows),
+                 "  " + describe(self.first).replace("\n", "\n  ")]
+        lines += [f"  hint: {h}" for h in self.hints]
+        lines.append(f"  look at: {self.look_at}")
+        return "\n".join(lines)
+
+
+def diagnose(case, result, truth, rows):
+    """The Diagnosis of one judged case (``rows`` from ``compare`` on ``result``)."""
+    first = first_divergence(rows)
+    if first is None:
+        return Diagnosis(case, rows)
+    return Diagnosis(case, rows, first, hints(first, result, truth, case), look_at(first, rows))

@@ -1,0 +1,94 @@
+"""What ``bpcheck validate`` says: the verdict as text, and the diagnosis as files and a report section.
+
+``diagnosis_section`` turns the smallest failing case into the repro files
+(``bpcheck.repro``) and the report's extra section: the diagnosis text and the
+computation graph (``bpcheck.graph``), escaped, for ``write_reports``.
+``verdict_text`` is the terminal summary; ``--json`` prints the same dict.
+"""
+import os
+from html import escape
+from pathlib import Path
+
+from bpcheck.diagnose import diagnose
+from bpcheck.graph import graph_svg
+from bpcheck.repro import write_repro
+from bpcheck.search import describe_case
+
+
+def diagnosis_section(outcome, record, backend, out_dir, *, target=None, exec_command=None):
+    """(found: JSON-able summary, (title, markdown, html)) for the shrunk failing case."""
+    judged = outcome.judged
+    if not judged.failures:    # a flaky implementation: it passed (or raised) when asked again
+        why = judged.error or "every tensor was within its tolerance"
+        note = f"case {record['case']} failed in the run but not when judged again ({why})"
+        return ({"from_case": record["case"], "note": note, "diagnosis": None},
+                ("Diagnosis", f"{note}\n", f"<p>{escape(note)}</p>"))
+    case = judged.case
+    case.id = f"shrunk-{record['case']}"[:64]
+    case.meta = {"shrunk_from": record["case"], "seed": record.get("meta", {}).get("seed"),
+                 "target": exec_command or target, "note": outcome.note or "shrunk by Hypothesis"}
+    d = diagnose(case, judged.result, judged.truth, judged.rows)
+    script = write_repro(case, judged.rows, judged.truth, Path(out_dir) / "repro", target=target,
+                         exec_argv=getattr(backend, "argv", None) if exec_command else None,
+                         cwd=os.getcwd(), finding=d.text())
+    found = {"id": case.id, "from_case": record["case"], "case": describe_case(case), "spec": case.spec,
+             "batch": case.batch, "shrink_seconds": round(outcome.shrink_seconds, 2),
+             "examples_tried": outcome.examples, "note": outcome.note, "diagnosis": d.text(),
+             "hints": d.hints, "look_at": d.look_at, "repro": str(script),
+             "case_file": str(script.with_name(f"{case.id}.json"))}
+    if d.first is not None:
+        found.update(layer=d.first["layer"], tensor=d.first["tensor"], **{"class": d.first["class"]},
+                     err_u=d.first["err_u"], tol_u=d.first["tol_u"])
+    how = (f"shrunk in {outcome.shrink_seconds:.1f} s from case {record['case']}" if not outcome.note
+           else f"{outcome.note}; case {record['case']}")
+    rerun = f"python {script}"
+    markdown = (f"Smallest failing case ({how}): {describe_case(case)}\n\n"
+                f"```text\n{d.text()}\n```\n\nReproduce without bpcheck: `{rerun}`\n")
+    html = (f"<p>Smallest failing case ({escape(how)}): <code>{escape(describe_case(case))}</code></p>\n"
+            f"{graph_svg(case, judged.rows, d.first, uid='shrunk')}\n"
+            f"<pre>{escape(d.text())}</pre>\n<p>Reproduce without bpcheck: <code>{escape(rerun)}</code></p>")
+    return found, ("Diagnosis: the smallest failing case", markdown, html)
+
+
+def verdict_text(verdict):
+    """The verdict as lines for a terminal."""
+    head = f"bpcheck validate {verdict['target']}"
+    if "error" in verdict:
+        return f"{head}\n  error: {verdict['error']}\nverdict: ERROR (exit 2)"
+    o = verdict["options"]
+    lines = [head,
+             f"  {verdict['cases']} cases (seed {o['seed']}, {o['examples']} per loss × activation × dtype "
+             f"cell, depth ≤ {o['max_depth']}): {verdict['checked']} checked, {verdict['skipped']} skipped "
+             f"(unsupported), {len(verdict['errors'])} errors"]
+    classes = verdict["classes"]
+    if verdict["failed"]:
+        real = ", ".join(f"{c} {classes[c]}" for c in ("bug", "precision") if classes.get(c))
+        lines.append(f"  FAIL: {verdict['failed']} cases with a real discrepancy (rows: {real})")
+    other = [f"{c} {n}" for c, n in classes.items() if c not in ("bug", "precision")]
+    if verdict["oracle_disagreements"]:
+        other.append(f"oracle disagreement {verdict['oracle_disagreements']}")
+    if other:
+        lines.append(f"  rows not counted as failures: {', '.join(other)} (see the report)")
+    if verdict["unsupported"]:
+        lines.append("  skipped (unsupported; never counted as failures):")
+        lines += [f"    {n} × {m}" for m, n in sorted(verdict["unsupported"].items(), key=lambda kv: -kv[1])]
+    if verdict["errors"]:
+        lines.append("  errors (the implementation raised, crashed, hung or replied with garbage):")
+        lines += [f"    {e['case']}: {e['message']}" for e in verdict["errors"][:5]]
+        if len(verdict["errors"]) > 5:
+            lines.append(f"    ... and {len(verdict['errors']) - 5} more (report.json)")
+    if not verdict["checked"] and not verdict["errors"]:
+        lines.append("  nothing was checked: every case was declined")
+    found = verdict.get("shrunk")
+    if found and not found["diagnosis"]:
+        lines += ["", f"Diagnosis: {found['note']}"]
+    elif found:
+        how = f"shrunk in {found['shrink_seconds']:.1f} s" if not found["note"] else found["note"]
+        lines += ["", f"Smallest failing case ({how}, from {found['from_case']}):", f"  {found['case']}",
+                  found["diagnosis"], "", f"Reproduce: python {found['repro']}",
+                  f"  (case: {found['case_file']} + .npz; needs only numpy and the target)"]
+    if verdict.get("reports"):
+        lines.append(f"Report: {verdict['reports']['index.html']} (also report.md, report.json)")
+    word = {0: "PASS", 1: "FAIL", 2: "ERROR"}[verdict["exit_code"]]
+    lines.append(f"verdict: {word} (exit {verdict['exit_code']})")
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""The subprocess protocol: exact float transport, the schema, and every way a program
+can misbehave (hang, crash, garbage, partial line, wrong id) as a clear verdict --
+never a crash of the harness -- plus the JavaScript example end to end."""
+import json
+import shutil
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpcheck.backends import AdapterError, Unsupported
+from bpcheck.protocol import SubprocessBackend, check_message, decode_array, encode_array, encode_request
+from bpcheck.vectors import vector_case
+
+REPO = Path(__file__).resolve().parents[1]
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+
+# A protocol program whose misbehaviour is chosen by argv[1]; "correct" answers with
+# the NumPy reference (as nested lists, or base64 with argv[2] == "base64").
+FAKE = textwrap.dedent('''
+    import base64, json, os, sys, time
+    import numpy as np
+    mode = sys.argv[1]
+    encoding = sys.argv[2] if len(sys.argv) > 2 else "decimal"
+    def send(obj):
+        sys.stdout.write(json.dumps(obj) + "\\n"); sys.stdout.flush()
+    if mode == "no-hello":
+        time.sleep(60)
+    if mode == "bad-hello":
+        print("Welcome to my MLP!", flush=True)
+    if mode == "exit-early":
+        sys.exit(4)
+    send({"protocol": "bpcheck/1", "name": "fake-" + mode, "encoding": encoding,
+          "activations": ["identity", "relu", "tanh", "sigmoid"], "losses": ["mse", "sse"],
+          "dtypes": ["float32", "float64"]})
+    def array(a):
+        if a.get("base64") is not None:
+            return np.frombuffer(base64.b64decode(a["base64"]), dtype=np.dtype(a["dtype"]).newbyteorder("<")).reshape(a["shape"])
+        return np.asarray(a["data"], dtype=a["dtype"]).reshape(a["shape"])
+    for n, line in enumerate(sys.stdin):
+        req = json.loads(line)
+        if mode == "hang":
+            time.sleep(60)
+        if mode == "crash":
+            sys.stderr.write("Segmentation fault (simulated)\\n"); sys.stderr.flush(); os._exit(139)
+        if mode == "crash-once" and not os.path.exists(sys.argv[3]):
+            open(sys.argv[3], "w").close(); os._exit(1)
+        if mode == "garbage":
+            print("computing gradients...", flush=True)
+            continue
+        if mode == "partial":
+            sys.stdout.write('{"id": "' + req["id"] + '", "res'); sys.stdout.flush(); time.sleep(60)
+        if mode == "wrong-id":
+            send({"id": "case-that-never-was", "result": {"loss": 0, "grads": {}}}); continue
+        if mode == "unsupported":
+            send({"id": req["id"], "error": {"kind": "unsupported", "message": "no batches of 4, sorry"}}); continue
+        if mode == "failed":
+            send({"id": req["id"], "error": {"kind": "failed", "message": "ZeroDivisionError in layer 2"}}); continue
+        if mode == "bad-shape":
+            send({"id": req["id"], "result": {"loss": 1.0, "grads": {k: [1.0] for k in req["params"]}}}); continue
+        if mode == "nan":
+            send({"id": req["id"], "result": {"loss": None, "grads": {k: {"dtype": "float64", "shape": v["shape"],
+                  "data": [None] * int(np.prod(v["shape"]))} for k, v in req["params"].items()}}}); continue
+        from reference.network import backprop
+        out = backprop(req["spec"], {k: array(v) for k, v in req["params"].items()}, array(req["x"]), array(req["y"]))
+        def enc(a):
+            if encoding != "base64":
+                return a.tolist()
+            raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
+            return {"dtype": a.dtype.name, "shape": list(a.shape), "base64": base64.b64encode(raw).decode()}
+        send({"id": req["id"], "result": {"loss": out["loss"], "grads": {k: enc(v) for k, v in out["grads"].items()},
+              "input_grad": enc(out["input_grad"]), "deltas": {k: enc(v) for k, v in out["deltas"].items()}}})
+''')
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fake") / "fake_mlp.py"
+    path.write_text(FAKE)
+    return lambda mode, *args, timeout=2.0: SubprocessBackend([sys.executable, str(path), mode, *args],
+                                                              timeout=timeout)
+
+
+def case(dtype="float64", loss="mse", activation="tanh"):
+    return vector_case(loss, activation, dtype)
+
+
+# ---- exact transport ----------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["decimal", "base64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_arrays_round_trip_exactly(encoding, dtype):
+    rng = np.random.default_rng(7)
+    a = (rng.standard_normal((3, 5)) * 10.0 ** rng.integers(-30, 30, (3, 5))).astype(dtype) \
+        if dtype != "int64" else rng.integers(-9, 9, (3, 5))
+    text = json.dumps(encode_array(a, encoding))      # through JSON text, as on the pipe
+    back = decode_array(json.loads(text), None)
+    assert back.dtype == a.dtype and back.shape == a.shape
+    assert np.array_equal(back.view(np.uint8), np.ascontiguousarray(a).view(np.uint8))
+
+
+def test_float32_written_in_either_shortest_form_parses_exactly():
+    a = np.float32([0.1, 1 / 3, 3.4028235e38, 1e-45])
+    f32_shortest = [float(np.format_float_positional(v, unique=True)) for v in a]   # e.g. 0.1
+    f64_shortest = a.astype(np.float64).tolist()                                     # 0.10000000149011612
+    for data in (f32_shortest, f64_shortest):
+        assert np.array_equal(decode_array(data, "float32"), a)
+
+
+def test_non_finite_values_are_read_not_rejected():
+    got = decode_array({"dtype": "float64", "shape": [4], "data": [None, "NaN", "Infinity", "-Infinity"]}, None)
+    assert np.isnan(got[:2]).all() and got[2] == np.inf and got[3] == -np.inf
+
+
+def test_messages_follow_the_schema():
+    c = case()
+    check_message(encode_request(c, "r1"), "request")
+    check_message(encode_request(c, "r1", "base64"), "request")
+    check_message({"protocol": "bpcheck/1", "activations": ["relu"], "losses": ["mse"], "dtypes": ["float64"]},
+                  "hello")
+    check_message({"id": "r1", "result": {"loss": 0.5, "grads": {"layers.0.W": [[1, 2]]}}}, "reply")
+    check_message({"id": "r1", "error": {"kind": "unsupported", "message": "gelu"}}, "reply")
+    for bad, part in [({"protocol": "bpcheck/2", "activations": [], "losses": [], "dtypes": []}, "hello"),
+                      ({"protocol": "bpcheck/1", "activations": ["swish"], "losses": [], "dtypes": []}, "hello"),
+                      ({"id": "r1"}, "reply"),
+                      ({"id": "r1", "result": {"loss": "lots", "grads": {}}}, "reply"),
+                      ({"id": "r1", "error": {"kind": "oops", "message": ""}}, "reply")]:
+        with pytest.raises(ValueError):
+            check_message(bad, part)
+
+
+# ---- a correct program --------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["decimal", "base64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_correct_program_matches_the_reference_bit_for_bit(fake, encoding, dtype):
+    from reference.network import backprop
+    c = case(dtype)
+    with fake("correct", encoding) as backend:
+        got = backend.run(c)
+    want = backprop(c.spec, c.params, c.x, c.y)
+    assert got["loss"] == want["loss"]
+    for name, g in want["grads"].items():
+        assert got["grads"][name].dtype == np.dtype(dtype)
+        assert np.array_equal(got["grads"][name], g)
+
+
+def test_unsupported_features_are_skipped_before_anything_is_sent(fake):
+    with fake("correct") as backend:
+        with pytest.raises(Unsupported, match="activation gelu"):
+            backend.run(case(activation="gelu"))
+        with pytest.raises(Unsupported, match="loss softmax_cross_entropy"):
+            backend.run(case(loss="softmax_cross_entropy", activation="relu"))
+        backend.run(case())  # still in sync
+    with fake("unsupported") as backend, pytest.raises(Unsupported, match="no batches of 4"):
+        backend.run(case())
+
+
+# ---- misbehaviour: each a clear AdapterError, the harness intact --------------
+
+@pytest.mark.parametrize("mode, message", [
+    ("hang", r"no reply within the timeout of 1 s.*killed and will be restarted"),
+    ("partial", r"no reply within the timeout.*partial line '\{\"id\": "),
+    ("crash", r"killed by signal|exited with status 139.*Segmentation fault \(simulated\)"),
+    ("garbage", r"not a JSON line: 'computing gradients\.\.\.'.*log to stderr"),
+    ("wrong-id", r"reply for id 'case-that-never-was', expected"),
+    ("failed", r"failed on case .*ZeroDivisionError in layer 2"),
+    ("bad-shape", r"has shape \(1,\), expected \(4, 3\)"),
+])
+def test_misbehaviour_is_a_verdict(fake, mode, message):
+    with fake(mode, timeout=1.0) as backend:
+        start = time.monotonic()
+        with pytest.raises(AdapterError, match=message):
+            backend.run(case())
+        assert time.monotonic() - start < 10
+        child = backend._child
+        if mode in ("hang", "partial", "crash", "garbage", "wrong-id"):
+            assert child is None and backend.restarts == 1   # killed; the next case starts afresh
+
+
+def test_nan_reply_is_read_and_judged_not_rejected(fake):
+    with fake("nan") as backend:
+        got = backend.run(case())
+    assert np.isnan(got["loss"]) and np.isnan(got["grads"]["layers.0.W"]).all()
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("no-hello", r"wrote no hello line within 1 s"),
+    ("bad-hello", r"hello line is not valid.*Welcome to my MLP"),
+    ("exit-early", r"exited with status 4 before writing its hello line"),
+])
+def test_a_program_without_a_valid_hello_is_an_adapter_error(fake, mode, message):
+    with fake(mode, timeout=1.0) as backend, pytest.raises(AdapterError, match=message):
+        backend.start()
+
+
+def test_missing_program_is_an_adapter_error():
+    with pytest.raises(AdapterError, match="cannot start"):
+        SubprocessBackend("./no-such-program --flag").start()
+
+
+def test_hung_program_is_killed_with_its_process_group(fake):
+    backend = fake("hang", timeout=0.5)
+    backend.start()
+    proc = backend._child.proc
+    with pytest.raises(AdapterError):
+        backend.run(case())
+    assert proc.poll() is not None
+
+
+def test_program_is_restarted_after_a_crash(fake, tmp_path):
+    with fake("crash-once", "decimal", str(tmp_path / "crashed")) as backend:
+        with pytest.raises(AdapterError, match="exited with status 1"):
+            backend.run(case())
+        assert backend.run(case())["loss"] > 0
+        assert backend.restarts == 1
+
+
+def test_backend_pickles_as_its_command(fake):
+    import pickle
+    backend = fake("correct")
+    clone = pickle.loads(pickle.dumps(backend))
+    assert clone.argv == backend.argv and clone._child is None
+
+
+def test_exec_string_is_split_not_given_to_a_shell(tmp_path):
+    marker = tmp_path / "pwned"
+    backend = SubprocessBackend(f"{sys.executable} -c 'import sys; sys.exit(3)' ; touch {marker}", timeout=2)
+    with pytest.raises(AdapterError):
+        backend.start()
+    assert not marker.exists()
+
+
+# ---- the JavaScript example ---------------------------------------------------
+
+@needs_node
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_javascript_example_agrees_with_the_truth(dtype):
+    from bpcheck.search import judge_case
+    with SubprocessBackend(f"node {REPO / 'examples' / 'mlp.js'}") as backend:
+        assert "gelu" not in backend.start()["activations"]        # no erf in JavaScript: declared, not faked
+        for loss, activation in [("mse", "tanh"), ("softmax_cross_entropy", "relu"),
+                                 ("binary_cross_entropy", "silu"), ("bce_with_logits", "gelu_tanh")]:
+            judged = judge_case(vector_case(loss, activation, dtype), backend)
+            assert judged.error is None and not [r for r in judged.rows if r["class"] != "pass"], judged.rows
