@@ -181,27 +181,23 @@ def term_scales(case, truth):
     return scales
 
 
-def kink_layers(case, truth):
-    """Layers with a kinked activation whose true input lies within rounding of the kink at 0.
-
-    "Within rounding": |z*| <= kappa u (|W| |a| + |b|), or z* subnormal in the case's
-    dtype -- XLA on CPU flushes subnormals to zero, which puts such a z exactly on the kink.
-    """
+def kink_mask(case, truth, layer):
+    """Entries of z_layer within rounding of the kink at 0: |z*| <= kappa u (|W| |a| + |b|),
+    or z* subnormal in the case's dtype -- XLA on CPU flushes subnormals to zero, which
+    puts such a z exactly on the kink."""
     u = UNIT_ROUNDOFF[case.spec["dtype"]]
-    kappa = TOLERANCE["kink_kappa"][0]
-    smallest_normal = float(np.finfo(case.spec["dtype"]).tiny)
-    near = []
-    a_prev = np.asarray(case.x, dtype=np.float64)
-    for i, layer in enumerate(case.spec["layers"]):
-        W = np.asarray(case.params[f"layers.{i}.W"], dtype=np.float64)
-        b = np.asarray(case.params[f"layers.{i}.b"], dtype=np.float64)
-        if layer["activation"] in KINKED:
-            z = truth["pre_activations"][f"layers.{i}"]
-            scale = np.abs(a_prev) @ np.abs(W).T + np.abs(b)
-            if np.any(np.abs(z) <= np.maximum(kappa * u * scale, smallest_normal)):
-                near.append(i)
-        a_prev = truth["activations"][f"layers.{i}"]
-    return near
+    a_prev = case.x if layer == 0 else truth["activations"][f"layers.{layer - 1}"]
+    W = np.asarray(case.params[f"layers.{layer}.W"], np.float64)
+    b = np.asarray(case.params[f"layers.{layer}.b"], np.float64)
+    scale = np.abs(np.asarray(a_prev, np.float64)) @ np.abs(W).T + np.abs(b)
+    bound = np.maximum(TOLERANCE["kink_kappa"][0] * u * scale, float(np.finfo(case.spec["dtype"]).tiny))
+    return np.abs(truth["pre_activations"][f"layers.{layer}"]) <= bound
+
+
+def kink_layers(case, truth):
+    """Layers with a kinked activation (relu, leaky_relu) that has an input near its kink."""
+    return [i for i, layer in enumerate(case.spec["layers"])
+            if layer["activation"] in KINKED and np.any(kink_mask(case, truth, i))]
 
 
 def _affected_by_kink(layer, tensor, kinks):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpcheck.compare import TOLERANCE, UNIT_ROUNDOFF, describe, lookup, metrics
+from bpcheck.compare import UNIT_ROUNDOFF, describe, kink_mask, lookup, metrics
 from bpcheck.spec import KINKED
 
 REAL = ("bug", "precision")
@@ -89,17 +89,6 @@ def _factors(case):
              (batch * units, f"sum instead of mean over all B·D = {batch * units} entries?"),
              (1 / (batch * units), f"mean over all B·D = {batch * units} entries where the loss sums?")]
     return [(f, text) for f, text in named if f != 1]
-
-
-def kink_mask(case, truth, layer):
-    """Entries of z_layer within rounding of the kink at 0: compare.kink_layers' test, entry by entry."""
-    u = UNIT_ROUNDOFF[case.spec["dtype"]]
-    a_prev = case.x if layer == 0 else truth["activations"][f"layers.{layer - 1}"]
-    W = np.asarray(case.params[f"layers.{layer}.W"], np.float64)
-    b = np.asarray(case.params[f"layers.{layer}.b"], np.float64)
-    scale = np.abs(np.asarray(a_prev, np.float64)) @ np.abs(W).T + np.abs(b)
-    bound = np.maximum(TOLERANCE["kink_kappa"][0] * u * scale, float(np.finfo(case.spec["dtype"]).tiny))
-    return np.abs(truth["pre_activations"][f"layers.{layer}"]) <= bound
 
 
 def _as_tensor(delta, row, case, truth):

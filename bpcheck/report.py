@@ -389,7 +389,8 @@ def render_markdown(report, extra_sections=()):
            "truth (mpmath, 50 digits) in units of the dtype's unit roundoff u (float32 2⁻²⁴, "
            "float64 2⁻⁵³). torch and jax run the same case in the same dtype. A row passes when "
            f"error ≤ α × (the worse framework's error) + floor, α = {fmt(report['tolerance']['alpha']['value'])}, "
-           f"floor = {fmt(report['tolerance']['floor_u']['value'])} u; margin = tolerance ÷ error "
+           f"floor × κ, floor = {fmt(report['tolerance']['floor_u']['value'])} u and κ ≥ 1 the condition "
+           "number of the sum behind the tensor (1 without cancellation); margin = tolerance ÷ error "
            "(below 1 fails). torch and jax are judged the same way against each other. Quantiles are "
            "order statistics.", "",
            "## Summary", ""]
@@ -480,8 +481,9 @@ def render_html(report, figures=(), extra_sections=()):
              '<h2 id="summary">Summary</h2>',
              "<p>Errors are normwise relative errors against the high-precision truth (mpmath, 50 digits), "
              "in units of the dtype's unit roundoff u. A row passes when error ≤ α × (the worse framework's "
-             f"error) + floor, α = {e(fmt(report['tolerance']['alpha']['value']))}, floor = "
-             f"{e(fmt(report['tolerance']['floor_u']['value']))} u; margin = tolerance ÷ error.</p>",
+             f"error) + floor × κ, α = {e(fmt(report['tolerance']['alpha']['value']))}, floor = "
+             f"{e(fmt(report['tolerance']['floor_u']['value']))} u, κ ≥ 1 the condition number of the sum "
+             "behind the tensor; margin = tolerance ÷ error.</p>",
              html_table(["dtype", "who"] + list(STAT_HEADERS),
                         [[g["dtype"], g["who"]] + stat_cells(g) for g in report["groups"]["summary"]],
                         first_cols=2, highlight=is_cand(1)),

@@ -45,7 +45,7 @@ from bpcheck.spec import ACTIVATIONS, DTYPES, LAST_ACTIVATION, LOSSES, Case
 CASES_FILE = "cases.jsonl"
 STATUSES = ("ok", "unsupported", "error")
 # Row fields that hold reals (possibly non-finite) -- revived from "inf"/"nan" strings.
-REAL_FIELDS = ("err_u", "rel", "tol_u", "margin", "scale", "cosine", "max_abs")
+REAL_FIELDS = ("err_u", "rel", "tol_u", "margin", "scale", "cosine", "max_abs", "kappa")
 # Environment for worker processes: one thread each for BLAS and torch, so that
 # `jobs` workers use about `jobs` cores. XLA keeps its defaults on purpose: its
 # single-threaded Eigen path rounds matmuls differently, and a report must not
@@ -242,6 +242,8 @@ def revive(record):
                     row[f] = real(row[f])
             if isinstance(row.get("oracle_err_u"), dict):
                 row["oracle_err_u"] = {k: real(v) for k, v in row["oracle_err_u"].items()}
+            if isinstance(row.get("worst"), list):  # [index, got, truth]
+                row["worst"] = [[index, real(got), real(want)] for index, got, want in row["worst"]]
     return record
 
 
