@@ -21,6 +21,7 @@ def builtin(name):
 @dataclass
 class Judgement:
     case: object
+    result: dict
     truth: dict
     oracles: dict
     rows: list = field(default_factory=list)
@@ -32,20 +33,25 @@ class Judgement:
         return [r for r in self.rows if r["class"] != "pass"]
 
 
-def reference_results(case):
-    """Truth and framework oracle results for a case."""
+def reference_results(case, names=ORACLES):
+    """Truth and the named framework oracles' results for a case."""
     truth = builtin("numeric").run(case)
-    oracles = {name: builtin(name).run(case) for name in ORACLES}
+    oracles = {name: builtin(name).run(case) for name in names}
     return truth, oracles
 
 
-def judge(case, candidate, *, who=None, truth=None, oracles=None):
-    """Judge ``candidate`` (a backend) on ``case``; returns rows for it and for the oracles."""
+def judge(case, candidate, *, who=None, result=None, truth=None, oracles=None, oracle_names=ORACLES):
+    """Judge ``candidate`` (a backend) on ``case``; returns rows for it and for the oracles.
+
+    The candidate runs first, so a case it declines (Unsupported) costs no truth.
+    ``result``, ``truth`` and ``oracles`` may be passed in when already computed.
+    """
+    if result is None:
+        result = candidate.run(case)
     if truth is None or oracles is None:
-        truth, oracles = reference_results(case)
-    result = candidate.run(case)
+        truth, oracles = reference_results(case, oracle_names)
     who = who or candidate.name
-    return Judgement(case, truth, oracles,
+    return Judgement(case, result, truth, oracles,
                      rows=compare(case, result, truth, oracles, who=who),
                      oracle_rows=oracle_rows(case, truth, oracles),
                      kinks=kink_layers(case, truth))

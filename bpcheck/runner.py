@@ -284,14 +284,15 @@ def judge_case(case, candidate, who=None):
               "meta": case.meta, "status": "ok", "stage": None, "message": "",
               "rows": [], "oracle_rows": [], "kinks": [], "seconds": 0.0}
     start = time.perf_counter()
-    stage = "oracles"
+    stage = "candidate"
     try:
         # Overflow and division warnings of saturated cases are expected; the rows tell.
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
+            result = candidate.run(case)  # first: a declined case costs no truth
+            stage = "oracles"
             truth, oracles = reference_results(case)
-            stage = "candidate"
-            j = judge(case, candidate, who=who, truth=truth, oracles=oracles)
+            j = judge(case, candidate, who=who, result=result, truth=truth, oracles=oracles)
         record.update(rows=j.rows, oracle_rows=j.oracle_rows, kinks=j.kinks)
     except Unsupported as exc:
         record.update(status="unsupported", stage=stage, message=str(exc))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bpcheck.backends import AdapterError, PythonBackend, Unsupported, load_target
-from bpcheck.compare import ORACLES, compare
+from bpcheck.compare import ORACLES
 
 REAL = ("bug", "precision")
 
@@ -53,15 +53,13 @@ class Judged:
 
 def judge_case(case, backend, *, oracles=ORACLES):
     """Run the candidate first (so an unsupported case costs nothing), then truth and oracles."""
-    from bpcheck.judge import builtin
+    from bpcheck.judge import judge
     try:
         result = backend.run(case)
     except AdapterError as exc:
         return Judged(case, error=str(exc))
-    truth = builtin("numeric").run(case)
-    results = {name: builtin(name).run(case) for name in oracles}
-    rows = compare(case, result, truth, results, who=backend.name)
-    return Judged(case, result, truth, results, rows)
+    j = judge(case, backend, result=result, oracle_names=oracles)
+    return Judged(case, result, j.truth, j.oracles, j.rows)
 
 
 def fingerprint(case):

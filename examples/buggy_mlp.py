@@ -44,5 +44,4 @@ def backprop(spec, params, x, y):
         if i > 0:
             d_act = _mlp.ACTIVATIONS[spec["layers"][i - 1]["activation"]][1]
             delta = delta * d_act(acts[i - 1])          # BUG: f'(a) instead of f'(z)
-    names = [f"layers.{i}" for i in range(len(zs))]
     return {"loss": float(loss), "grads": grads, "input_grad": delta, "deltas": deltas}

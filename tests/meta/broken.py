@@ -6,7 +6,7 @@ import numpy as np
 
 from reference.activations import ACTIVATIONS
 from reference.losses import LOSSES
-from reference.network import backprop, forward
+from reference.network import backprop
 
 
 def _broken_backprop(bug):
@@ -31,7 +31,7 @@ def _broken_backprop(bug):
                 if bug != "missing_activation_derivative":
                     delta = delta * ACTIVATIONS[spec["layers"][i - 1]["activation"]][1](zs[i - 1])
         out.pop("deltas")
-        out["input_grad"] = delta @ params["layers.0.W"] if len(spec["layers"]) == 1 else out["input_grad"]
+        out["input_grad"] = delta @ params["layers.0.W"]  # carries the bug down to x, as it would
         return out
     run.__name__ = bug
     return run
