@@ -16,11 +16,8 @@ def main():
 
 def _register():
     from bpcheck.report import report_command
+    from bpcheck.validate import export_vectors_command, validate_command
     main.add_command(report_command, "report")
-    try:
-        from bpcheck.validate import export_vectors_command, validate_command
-    except ImportError:  # validate is optional until it exists
-        return
     main.add_command(validate_command, "validate")
     main.add_command(export_vectors_command, "export-vectors")
 
