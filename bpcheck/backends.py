@@ -23,22 +23,63 @@ class AdapterError(Exception):
 
 
 class PythonBackend:
-    def __init__(self, fn, name):
-        self.fn, self.name = fn, name
+    """A Python function called in this process (``--in-process``: fast, for trusted code).
+
+    Each call gets fresh copies of the case's arrays; after the call they are compared
+    with the case, and the names of the ones the function overwrote are returned in
+    the result's ``mutated``. ``timeout`` (seconds, main thread only) interrupts
+    Python code that runs too long with SIGALRM; code stuck in C cannot be stopped
+    in-process -- that is what the default worker process is for.
+    """
+
+    def __init__(self, fn, name, timeout=None):
+        self.fn, self.name, self.timeout = fn, name, timeout
 
     def run(self, case):
+        import numpy as np
         args = ({**case.spec, "layers": [dict(l) for l in case.spec["layers"]]},
                 {k: v.copy() for k, v in case.params.items()}, case.x.copy(), case.y.copy())
         try:
-            result = self.fn(*args)
+            with _alarm(self.timeout, self.name):
+                result = self.fn(*args)
         except NotImplementedError as exc:
             raise Unsupported(f"{self.name}: {exc or 'not implemented'}") from None
         except Exception as exc:  # the target's bug is a verdict, not our crash
             raise AdapterError(f"{self.name} raised {type(exc).__name__}: {exc}") from exc
         try:
-            return validate_result(result, case, who=self.name)
+            result = validate_result(result, case, who=self.name)
         except ResultError as exc:
             raise AdapterError(str(exc)) from None
+        given = [("x", case.x, args[2]), ("y", case.y, args[3])]
+        given += [(f"params[{k!r}]", v, args[1].get(k)) for k, v in case.params.items()]
+        result["mutated"] = [name for name, before, after in given
+                             if not isinstance(after, np.ndarray) or after.shape != before.shape
+                             or not np.array_equal(after, before, equal_nan=True)]
+        return result
+
+
+class _alarm:
+    """SIGALRM after ``seconds`` raising AdapterError (no-op off the main thread or without a limit)."""
+
+    def __init__(self, seconds, name):
+        import threading
+        self.seconds, self.name = seconds, name
+        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
+
+    def __enter__(self):
+        if self.active:
+            import signal
+
+            def ring(signum, frame):
+                raise AdapterError(f"{self.name}: no result within the timeout of {self.seconds:g} s")
+            self.previous = signal.signal(signal.SIGALRM, ring)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc):
+        if self.active:
+            import signal
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
 
 
 BUILTIN = {
@@ -79,5 +120,6 @@ def load_function(target):
     return fn
 
 
-def load_target(target, name=None):
-    return PythonBackend(load_function(target), name or target)
+def load_target(target, name=None, timeout=None):
+    """An in-process backend for a target string (``module:function``, ``file.py:function``, a builtin)."""
+    return PythonBackend(load_function(target), name or target, timeout)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpcheck.compare import UNIT_ROUNDOFF, describe, kink_mask, lookup, metrics
+from bpcheck.bounds import UNIT_ROUNDOFF
+from bpcheck.classify import REAL
+from bpcheck.compare import describe, lookup
 from bpcheck.spec import KINKED
-
-REAL = ("bug", "precision")
 _TENSORS = ("delta", "b", "W")
 
 
@@ -102,8 +102,24 @@ def _as_tensor(delta, row, case, truth):
     return delta.T @ np.asarray(a_prev, np.float64)
 
 
+def _shape_hints(row):
+    note = row.get("note") or ""
+    if "no gradient" in note:
+        return ["the gradient is missing from the result's 'grads' (named layers.{i}.W and layers.{i}.b)"]
+    if row["tensor"] == "W" and "transpose" in note:
+        return ["the transpose of dC/dW: BP4 is delta.T @ a_prev, shape (units, fan_in) like W"]
+    if row["tensor"] == "b" and "shape" in note:
+        return ["BP3 sums delta over the batch axis (axis 0): dC/db has shape (units,) like b"]
+    if "dtype" in note:
+        return [f"compute and return in the spec's dtype ({row['dtype']}); NumPy 2 promotes float32 "
+                "with a np.float64 scalar to float64"]
+    return [note] if note else []
+
+
 def hints(row, result, truth, case):
     """Hypotheses for why the tensor of ``row`` is wrong, each tested on the arrays."""
+    if lookup(result, row["layer"], row["tensor"]) is None:     # wrong shape or dtype, or missing
+        return _shape_hints(row)
     g = np.asarray(lookup(result, row["layer"], row["tensor"]), np.float64)
     t = np.asarray(lookup(truth, row["layer"], row["tensor"]), np.float64)
     u = UNIT_ROUNDOFF[row["dtype"]]
@@ -112,7 +128,9 @@ def hints(row, result, truth, case):
     limit = max(row["tol_u"], min(row["err_u"] / 100, u ** -0.5))
 
     def close(a, b):
-        return metrics(a, b, u)["err_u"] <= limit
+        a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+        return a.shape == b.shape and bool(np.all(np.isfinite(a))) and (
+            np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float64).tiny) / u <= limit)
     if not np.all(np.isfinite(g)):
         return ["NaN or infinity in the result: an overflow (exp of a large z?) or 0/0"]
     out = []
@@ -138,15 +156,16 @@ def hints(row, result, truth, case):
 def _kink_hint(row, g, t, u, case, truth):
     if row["activation"] not in KINKED:
         return []
-    near = kink_mask(case, truth, row["layer"])
+    z = np.asarray(truth["pre_activations"][f"layers.{row['layer']}"], np.float64)
+    near = z == 0
     if not near.any():
         return []
     scale = max(float(np.max(np.abs(t), initial=0.0)), np.finfo(np.float64).tiny)
     wrong = np.abs(g - t) / scale / u > row["tol_u"]
     near = {"delta": near, "b": near.any(axis=0), "W": near.any(axis=0)[:, None]}[row["tensor"]]
     if wrong.any() and not (wrong & ~near).any():
-        return [f"only wrong where z = 0 ({int(wrong.sum())} of {wrong.size} entries): kink convention — "
-                "bpcheck takes relu'(0) = 0 and leaky_relu'(0) = 0.01 (DESIGN.md)"]
+        return [f"only wrong where z = 0 ({int(wrong.sum())} of {wrong.size} entries): the derivative at the kink "
+                "(any value between the one-sided derivatives is a subgradient; NaN is not)"]
     return []
 
 
@@ -186,25 +205,52 @@ class Diagnosis:
     first: dict = None
     hints: list = field(default_factory=list)
     look_at: str = ""
+    findings: list = field(default_factory=list)
+    inferred: str = ""
 
     @property
     def layer(self):
         return None if self.first is None else self.first["layer"]
 
     def text(self):
+        lines = [f"  {f['class']}: {f['message']}" for f in self.findings if f["class"] in REAL]
         if self.first is None:
-            return "no failing tensor"
-        lines = ["First wrong link, walking the chain rule (forward, then back from the loss):",
-                 "  " + chain_summary(self.rows),
-                 "  " + describe(self.first).replace("\n", "\n  ")]
-        lines += [f"  hint: {h}" for h in self.hints]
-        lines.append(f"  look at: {self.look_at}")
-        return "\n".join(lines)
+            return "\n".join(["Found in the contract:"] + lines) if lines else "no failing tensor"
+        head = ["First wrong link, walking the chain rule (forward, then back from the loss):",
+                "  " + chain_summary(self.rows)]
+        if self.inferred:
+            head.append(f"  {self.inferred}")
+        head.append("  " + describe(self.first).replace("\n", "\n  "))
+        head += [f"  hint: {h}" for h in self.hints]
+        head.append(f"  look at: {self.look_at}")
+        if lines:
+            head += ["Also found:"] + lines
+        return "\n".join(head)
 
 
-def diagnose(case, result, truth, rows):
+def _inferred_delta(first, rows):
+    """When the result has no deltas and both dC/db and dC/dW of a layer are wrong, delta itself is
+    (BP3 and BP4 both read it): name BP1/BP2, not BP3/BP4."""
+    if first["tensor"] not in ("b", "W") or any(r["layer"] == first["layer"] and r["tensor"] == "delta"
+                                               for r in rows):
+        return None
+    other = "W" if first["tensor"] == "b" else "b"
+    if any(r["layer"] == first["layer"] and r["tensor"] == other and r["class"] in REAL for r in rows):
+        return {**first, "tensor": "delta"}
+    return None
+
+
+def diagnose(case, result, truth, rows, findings=()):
     """The Diagnosis of one judged case (``rows`` from ``compare`` on ``result``)."""
     first = first_divergence(rows)
-    if first is None:
-        return Diagnosis(case, rows)
-    return Diagnosis(case, rows, first, hints(first, result, truth, case), look_at(first, rows))
+    findings = list(findings)
+    if first is None or first["class"] not in REAL:
+        return Diagnosis(case, rows, findings=findings) if not findings or first is None else \
+            Diagnosis(case, rows, first, hints(first, result, truth, case), look_at(first, rows), findings)
+    delta = _inferred_delta(first, rows)
+    if delta is not None:
+        return Diagnosis(case, rows, first, hints(first, result, truth, case), look_at(delta, rows), findings,
+                         inferred=f"delta_{first['layer']} is not in the result, but dC/db_{first['layer']} and "
+                                  f"dC/dW_{first['layer']} are both wrong, and both are built from it: "
+                                  "delta is the first wrong link")
+    return Diagnosis(case, rows, first, hints(first, result, truth, case), look_at(first, rows), findings)

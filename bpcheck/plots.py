@@ -135,7 +135,7 @@ def heatmap(report, dtype, grouping):
 
 # ---- distributions -----------------------------------------------------------
 
-def histograms(report, rows_by_who, dtype, floor_u):
+def histograms(report, rows_by_who, dtype):
     import numpy as np
 
     whos = [w for w in report["whos"] if rows_by_who.get((w, dtype))]
@@ -144,7 +144,7 @@ def histograms(report, rows_by_who, dtype, floor_u):
     cand = report["candidate"]
     errs = {w: [r["err_u"] for r in rows_by_who[(w, dtype)]] for w in whos}
     finite = _finite(v for w in whos for v in errs[w])
-    top = math.log10(max(finite + [floor_u * 100]))
+    top = math.log10(max(finite + [100.0]))
     bins = np.linspace(math.log10(FLOOR_CLIP), top + 0.5, 50)
     fig = _new(12, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
@@ -156,7 +156,6 @@ def histograms(report, rows_by_who, dtype, floor_u):
         ax1.hist(tol, bins=bins, color="#999999", alpha=0.35, label=f"{cand} tolerance (per row)")
         ax1.axvline(float(np.median(tol)), color="#555555", linestyle="--", linewidth=1.2,
                     label="median tolerance")
-    ax1.axvline(math.log10(floor_u), color="black", linestyle=":", linewidth=1.2, label=f"floor {floor_u:g} u")
     ax1.set_yscale("log")
     ax1.set_xlabel(f"log10 error in u (≤ {FLOOR_CLIP:g} u, exact included, at the left edge)")
     ax1.set_ylabel("rows")
@@ -175,7 +174,7 @@ def histograms(report, rows_by_who, dtype, floor_u):
     ax2.legend(fontsize=8)
     return Figure(f"histogram-{dtype}", f"{dtype}: error and margin distributions",
                   "Left: the error of every row (tensor × case) for each implementation, the candidate's "
-                  "derived per-row tolerances (grey), their median (dashed) and the floor (dotted). "
+                  "per-row tolerances (grey: the rounding the definition allows) and their median (dashed). "
                   "Right: margins; a row left of the red line fails.", _png(fig))
 
 
@@ -216,8 +215,6 @@ def growth(report, dtype):
 
 def figures(report, records):
     """All figures of a report, in page order."""
-    from bpcheck.compare import FLOOR_U
-
     rows_by_who = {}
     for rec in records:
         if rec["status"] == "ok":
@@ -226,5 +223,5 @@ def figures(report, records):
     out = []
     for dtype in report["dtypes"]:
         out += [heatmap(report, dtype, "loss_layer"), heatmap(report, dtype, "loss_activation"),
-                histograms(report, rows_by_who, dtype, FLOOR_U), growth(report, dtype)]
+                histograms(report, rows_by_who, dtype), growth(report, dtype)]
     return [f for f in out if f is not None]

@@ -80,7 +80,9 @@ def encode_request(case, case_id, encoding="decimal"):
 
 
 def decode_result(result, case, who):
-    """The reply's result with every array decoded, checked against the Result contract."""
+    """The reply's result with every array decoded, checked against the Result contract.
+    A result from ``bpcheck.pyworker`` also carries what that check found in the child
+    (``problems``, ``unknown_keys``) and the inputs the target overwrote (``mutated``)."""
     dtype = case.spec["dtype"]
     out = {"loss": decode_array(result["loss"], np.float64, "loss").item(),
            "grads": {k: decode_array(v, dtype, f"grads[{k!r}]") for k, v in result["grads"].items()}}
@@ -89,7 +91,11 @@ def decode_result(result, case, who):
     for kind in ("pre_activations", "activations", "deltas"):
         if isinstance(result.get(kind), dict):
             out[kind] = {k: decode_array(v, dtype, f"{kind}[{k!r}]") for k, v in result[kind].items()}
-    return validate_result(out, case, who=who)
+    known = [(p[0], p[1], str(p[2])) for p in result.get("problems") or [] if isinstance(p, list) and len(p) == 3]
+    checked = validate_result(out, case, who=who, known_problems=known)
+    checked["unknown_keys"] = sorted(set(checked["unknown_keys"]) | set(map(str, result.get("unknown_keys") or [])))
+    checked["mutated"] = [str(m) for m in result.get("mutated") or []]
+    return checked
 
 
 @lru_cache(maxsize=None)
@@ -115,10 +121,10 @@ def check_message(message, part):
 class _Child:
     """A running program: lines from its stdout on a queue, the tail of its stderr kept."""
 
-    def __init__(self, argv, cwd=None):
+    def __init__(self, argv, cwd=None, env=None):
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, cwd=cwd, start_new_session=True)
+                                         stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
         except OSError as exc:
             raise AdapterError(f"cannot start {shlex.join(argv)}: {exc.strerror or exc}") from None
         self.lines, self.partial, self.stderr = queue.Queue(), b"", deque(maxlen=20)
@@ -205,15 +211,39 @@ def _quote(line, limit=120):
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
+# What a child process gets from bpcheck's environment: enough to run, nothing more.
+PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def minimal_env(extra=()):
+    """PATH, HOME, locale and temp dir, one BLAS thread, plus the names in ``extra``."""
+    env = {k: os.environ[k] for k in PASSED_ENV + tuple(extra) if k in os.environ}
+    env.update(THREAD_ENV)
+    return env
+
+
+def isolated_python(target, *, timeout=10.0, memory_mb=4096, cwd=None):
+    """A backend that runs the Python ``target`` in a ``bpcheck.pyworker`` process of its own."""
+    import sys
+    env = minimal_env()
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + [p for p in sys.path if p])
+    argv = [sys.executable, "-m", "bpcheck.pyworker", target, "--memory-mb", str(memory_mb)]
+    return SubprocessBackend(argv, timeout=timeout, name=target, cwd=cwd, env=env,
+                             start_timeout=max(timeout, 60.0))     # importing torch takes seconds
+
+
 class SubprocessBackend:
     """A backend that runs a program speaking ``bpcheck/1``; started lazily, restarted after a fault."""
     _child = None
 
-    def __init__(self, command, *, timeout=10.0, name=None, cwd=None):
+    def __init__(self, command, *, timeout=10.0, name=None, cwd=None, env=None, start_timeout=None):
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.argv:
             raise ValueError("--exec: empty command")
         self.command, self.timeout, self.cwd, self._name = shlex.join(self.argv), timeout, cwd, name
+        self.env = minimal_env() if env is None else env
+        self.start_timeout = timeout if start_timeout is None else start_timeout
         self._child, self.hello, self.restarts, self._count = None, None, 0, 0
         self._lock = threading.Lock()
 
@@ -222,7 +252,8 @@ class SubprocessBackend:
         return self._name or (self.hello or {}).get("name") or self.command
 
     def __getstate__(self):  # a worker process starts its own copy of the program
-        return {"command": self.argv, "timeout": self.timeout, "name": self._name, "cwd": self.cwd}
+        return {"command": self.argv, "timeout": self.timeout, "name": self._name, "cwd": self.cwd,
+                "env": self.env, "start_timeout": self.start_timeout}
 
     def __setstate__(self, state):
         self.__init__(state.pop("command"), **state)
@@ -231,11 +262,11 @@ class SubprocessBackend:
         """Start the program if it is not running; return its hello (AdapterError if it has none)."""
         if self._child is not None:
             return self.hello
-        child = _Child(self.argv, self.cwd)
-        line = child.readline(self.timeout)
+        child = _Child(self.argv, self.cwd, self.env)
+        line = child.readline(self.start_timeout)
         problem = hello = None
         if line is None:
-            problem = f"wrote no hello line within {self.timeout:g} s"
+            problem = f"wrote no hello line within {self.start_timeout:g} s"
             problem += f" (partial line {_quote(child.partial)})" if child.partial else ""
         elif line is _EOF:
             problem = f"{child.exit_status()} before writing its hello line{child.stderr_tail()}"

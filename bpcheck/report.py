@@ -2,22 +2,21 @@
 
 The candidate (the NumPy reference unless told otherwise) and the framework
 oracles torch and jax, all in the case's dtype, are measured against the same
-high-precision truth, so one table shows whether the candidate is as accurate
-as the frameworks. Cases come from ``bpcheck.runner`` (the strategies of the
-property tests); this module aggregates the records into
+exact truth and judged by the same rule (``bpcheck.judge``), so one table
+shows whether the candidate is as accurate as the frameworks. Cases come from
+``bpcheck.generate`` (the recipe of the property tests, edge families
+included); this module aggregates the records into
 
 - ``report.json``  (schema: ``bpcheck/schemas/report.schema.json``),
 - ``report.md``    tables per loss, layer, network depth, activation, tensor,
 - ``index.html``   one self-contained page: the tables and embedded plots
-                   (``bpcheck.plots``); every string on it goes through
-                   ``html.escape``.
+                   (``bpcheck.plots``), rendered by ``bpcheck.render``.
 
 Statistics: errors are in units of the dtype's unit roundoff u; quantiles are
 order statistics (``numpy.quantile(method="inverted_cdf")``: the smallest error
 with at least that fraction of rows at or below it), so an infinite error
 stays infinite instead of turning into NaN by interpolation.
 """
-import html
 import json
 import math
 import os
@@ -30,17 +29,17 @@ from pathlib import Path
 
 import click
 
+from bpcheck.classify import CLASSES
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
 
-REPORT_VERSION = 1
-CLASSES = ("pass", "bug", "kink", "convention", "precision", "oracle_disagreement")
+REPORT_VERSION = 2
 ORACLE_NAMES = ("torch", "jax")
 POSITIONS = tuple(f"layer {i}" for i in range(64)) + ("input_grad", "loss")
 DEFAULT_EXAMPLES = 3
 DEFAULT_SEED = 20240601
 MAX_LISTED = 40  # failing rows listed per report (the worst first, every class represented)
-LIBRARIES = ("numpy", "torch", "jax", "jaxlib", "optax", "mpmath", "hypothesis", "matplotlib",
-             "jsonschema", "rich", "click")
+LIBRARIES = ("numpy", "scipy", "torch", "jax", "jaxlib", "optax", "python-flint", "mpmath", "hypothesis",
+             "matplotlib", "jsonschema", "rich", "click")
 
 
 # ---- aggregation -------------------------------------------------------------
@@ -65,11 +64,16 @@ def stats(rows):
         "median_u": quantile(err, 0.5),
         "p99_u": quantile(err, 0.99),
         "max_u": max(err),
-        "median_tol_u": quantile([r["tol_u"] for r in rows], 0.5),
+        "median_tol_u": quantile([_nan_inf(r["tol_u"]) for r in rows], 0.5),
         "min_margin": min(r["margin"] for r in rows),
+        "median_sensitivity": quantile([_nan_inf(r.get("sensitivity")) for r in rows], 0.5),
         "failures": len(rows) - classes.get("pass", 0),
         "classes": {c: classes.get(c, 0) for c in CLASSES},
     }
+
+
+def _nan_inf(v):
+    return math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
 # Groupings: name -> the row fields (beyond who and dtype) that key a group.
@@ -148,7 +152,7 @@ def side_by_side(groups, candidate):
 
 
 def listed_failures(rows, limit=MAX_LISTED):
-    """The worst failing rows: each class's worst first, then the rest by margin."""
+    """The worst failing rows and notes: each class's worst first, then the rest by margin."""
     from bpcheck.compare import describe
     bad = sorted((r for r in rows if r["class"] != "pass"), key=lambda r: (r["margin"], r["case"]))
     picked, seen = [], set()
@@ -170,22 +174,27 @@ def aggregate(records, meta):
     candidate_rows = [row for r in ok for row in r["rows"]]
     oracle_rows = [row for r in ok for row in r["oracle_rows"]]
     rows = candidate_rows + oracle_rows
+    oracle_whos = [o for o in ORACLE_NAMES if any(row["who"] == o for row in oracle_rows)]
     candidates = sorted({r["who"] for r in records} - set(ORACLE_NAMES)) or ["candidate"]
-    whos = candidates + list(ORACLE_NAMES)
+    whos = candidates + oracle_whos
     groups = {}
     for name, fields in GROUPINGS.items():
         groups[name] = sorted(group(rows, fields), key=_order(whos))
     dtypes = [d for d in DTYPES if any(r["spec"]["dtype"] == d for r in records)]
     dtypes += sorted({r["spec"]["dtype"] for r in records} - set(dtypes))
     status = Counter(r["status"] for r in records)
+    findings = [{"case": r["case"], **f} for r in ok for f in r.get("findings", [])]
     return {
         "bpcheck_report": REPORT_VERSION,
         "candidate": candidates[0],
         "whos": whos,
+        "oracle_whos": oracle_whos,
         "dtypes": dtypes,
         "counts": {"cases": len(records), **{s: status.get(s, 0) for s in ("ok", "unsupported", "error")},
                    "rows": len(candidate_rows), "oracle_rows": len(oracle_rows),
-                   "cases_with_kinks": sum(1 for r in ok if r.get("kinks"))},
+                   "cases_with_limits": sum(1 for r in ok if r.get("limits")),
+                   "findings": len(findings)},
+        "families": dict(Counter(r.get("meta", {}).get("family", "plain") for r in ok)),
         "coverage": {
             "losses": sorted({r["spec"]["loss"] for r in records}, key=_index(LOSSES)),
             "activations": sorted({l["activation"] for r in records for l in r["spec"]["layers"]},
@@ -197,12 +206,20 @@ def aggregate(records, meta):
         "groups": groups,
         "side_by_side": side_by_side(groups["loss_layer"], candidates[0]),
         "failures": listed_failures(candidate_rows),
-        "oracle_disagreements": listed_failures(oracle_rows, limit=20),
+        "findings": findings[:MAX_LISTED],
+        "oracle_findings": listed_failures(oracle_rows, limit=20),
         "problems": [{"case": r["case"], "status": r["status"], "stage": r.get("stage"),
                       "message": (r.get("message") or "")[:2000]}
                      for r in records if r["status"] != "ok"],
         "meta": meta,
     }
+
+
+def _flags(meta):
+    """The run's flags: meta["flags"], or meta itself for callers that keep them at the top."""
+    if isinstance(meta.get("flags"), dict):
+        return meta["flags"]
+    return {k: v for k, v in meta.items() if k not in ("timing", "command")}
 
 
 def _index(seq):
@@ -216,7 +233,7 @@ def environment(jobs=None):
     import numpy as np
 
     from bpcheck import __version__
-    from bpcheck.runner import SINGLE_THREAD_ENV
+    from bpcheck.pool import SINGLE_THREAD_ENV
     versions = {"bpcheck": __version__, "python": platform.python_version()}
     for lib in LIBRARIES:
         try:
@@ -248,8 +265,10 @@ def write_reports(records, out_dir, *, meta, extra_sections=()):
     added here. ``extra_sections`` are (title, markdown, html_fragment) appended to
     the .md and the .html; the fragment must already be escaped by its author.
     """
-    from bpcheck.compare import TOLERANCE, UNIT_ROUNDOFF
-    from bpcheck.runner import jsonable
+    from bpcheck.bounds import UNIT_ROUNDOFF
+    from bpcheck.compare import TOLERANCE
+    from bpcheck.records import jsonable
+    from bpcheck.render import render_html, render_markdown
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -278,264 +297,17 @@ def write_reports(records, out_dir, *, meta, extra_sections=()):
     report["timing"]["report_seconds"] = round(time.perf_counter() - start, 3)
 
     report = jsonable(report)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    (out_dir / "report.md").write_text(render_markdown(report, extra_sections))
-    (out_dir / "index.html").write_text(render_html(report, figures, extra_sections))
+    _write(out_dir / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")
+    _write(out_dir / "report.md", render_markdown(report, extra_sections))
+    _write(out_dir / "index.html", render_html(report, figures, extra_sections))
     return report
 
 
-# ---- formatting --------------------------------------------------------------
-
-def fmt(v, digits=3):
-    """A number for a table cell: 3 significant digits, ∞ for infinity, — for none."""
-    if v is None:
-        return "—"
-    if isinstance(v, str):
-        v = float(v) if v in ("inf", "-inf", "nan") else v
-        if isinstance(v, str):
-            return v
-    if isinstance(v, float) and math.isnan(v):
-        return "nan"
-    if isinstance(v, float) and math.isinf(v):
-        return "∞" if v > 0 else "-∞"
-    if isinstance(v, int):
-        return str(v)
-    if v != 0 and (abs(v) >= 10**6 or abs(v) < 10**-3):
-        return f"{v:.{digits - 1}e}"
-    return f"{v:.{digits}g}"
-
-
-STAT_HEADERS = ("rows", "median u", "p99 u", "max u", "median tol u", "min margin", "failures",
-                "bug", "kink", "convention", "precision", "oracle disagr.")
-
-
-def stat_cells(g):
-    return [str(g["n"]), fmt(g["median_u"]), fmt(g["p99_u"]), fmt(g["max_u"]), fmt(g["median_tol_u"]),
-            fmt(g["min_margin"], 2), str(g["failures"])] + [str(g["classes"][c]) for c in CLASSES[1:]]
-
-
-TABLES = (  # (grouping, title, first column)
-    ("loss", "By loss", "loss"),
-    ("layer", "By layer (layer 0 is next to the input)", "layer"),
-    ("depth", "By network depth", "depth"),
-    ("activation", "By activation of the layer", "activation"),
-    ("tensor", "By tensor", "tensor"),
-)
-
-
-def table_rows(report, grouping, dtype):
-    field = GROUPINGS[grouping]
-    out = []
-    for g in report["groups"][grouping]:
-        if g["dtype"] == dtype:
-            out.append(([str(g["key"][f]) for f in field], g["who"], g))
-    return out
-
-
-def summary_line(report):
-    c, t, m = report["counts"], report["timing"], report["meta"]
-    flags = _flags(m)
-    line = (f"{c['cases']} cases ({c['ok']} judged, {c['unsupported']} unsupported, {c['error']} errors), "
-            f"{c['rows']} candidate rows and {c['oracle_rows']} oracle rows; seed {m.get('seed')}, "
-            f"{flags.get('examples', '?')} example(s) per loss × activation × dtype, depths "
-            f"{_span(report['coverage']['depths'])}, widths {_span(report['coverage']['widths'])}, "
-            f"batches {_span(report['coverage']['batches'])}")
-    if t.get("wall_seconds"):
-        line += f"; wall time {fmt(t['wall_seconds'])} s with {flags.get('jobs', '?')} job(s)"
-    if t.get("cases_per_second"):
-        line += f", {fmt(t['cases_per_second'])} cases/s"
-    return line
-
-
-def _flags(meta):
-    """The run's flags: meta["flags"], or meta itself for callers that keep them at the top."""
-    if isinstance(meta.get("flags"), dict):
-        return meta["flags"]
-    return {k: v for k, v in meta.items() if k not in ("timing", "command")}
-
-
-def _span(values):
-    return f"{values[0]}–{values[-1]}" if values else "none"
-
-
-def ratio_table(report, dtype, oracle):
-    """Rows: loss; columns: positions; cells: candidate median ÷ oracle median."""
-    entries = [e for e in report["side_by_side"] if e["dtype"] == dtype]
-    losses = sorted({e["loss"] for e in entries}, key=_index(LOSSES))
-    positions = [p for p in POSITIONS if any(e["position"] == p for e in entries)]
-    cell = {(e["loss"], e["position"]): e[f"vs_{oracle}"] for e in entries}
-    return positions, [(l, [fmt(cell.get((l, p)), 2) for p in positions]) for l in losses]
-
-
-# ---- Markdown ----------------------------------------------------------------
-
-def _md_cell(text):
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def md_table(headers, rows):
-    lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
-             "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def render_markdown(report, extra_sections=()):
-    cand = report["candidate"]
-    out = [f"# bpcheck report: `{_md_cell(cand)}` beside torch and jax", "",
-           f"Generated {report['generated']}. " + summary_line(report) + ".", "",
-           "Every row is one tensor (a layer's W, b, delta or activation, the input gradient or the "
-           "loss) of one case. Its error is the normwise relative error against the high-precision "
-           "truth (mpmath, 50 digits) in units of the dtype's unit roundoff u (float32 2⁻²⁴, "
-           "float64 2⁻⁵³). torch and jax run the same case in the same dtype. A row passes when "
-           f"error ≤ α × (the worse framework's error) + floor, α = {fmt(report['tolerance']['alpha']['value'])}, "
-           f"floor × κ, floor = {fmt(report['tolerance']['floor_u']['value'])} u and κ ≥ 1 the condition "
-           "number of the sum behind the tensor (1 without cancellation); margin = tolerance ÷ error "
-           "(below 1 fails). torch and jax are judged the same way against each other. Quantiles are "
-           "order statistics.", "",
-           "## Summary", ""]
-    out.append(md_table(["dtype", "who"] + list(STAT_HEADERS),
-                        [[g["dtype"], g["who"]] + stat_cells(g) for g in report["groups"]["summary"]]))
-    out += ["", "## Side by side: candidate ÷ framework (median error ratio)", "",
-            f"Each cell is `{_md_cell(cand)}`'s median error divided by the framework's median error on the "
-            "same rows (1 = as accurate; below 1 = more accurate; both exact counts as 1).", ""]
-    for dtype in report["dtypes"]:
-        for oracle in ORACLE_NAMES:
-            positions, rows = ratio_table(report, dtype, oracle)
-            if rows:
-                out += [f"### {dtype}: {_md_cell(cand)} ÷ {oracle}", "",
-                        md_table(["loss"] + positions, [[l] + cells for l, cells in rows]), ""]
-    for dtype in report["dtypes"]:
-        out += [f"## {dtype}", ""]
-        for grouping, title, first in TABLES:
-            rows = table_rows(report, grouping, dtype)
-            out += [f"### {title}", "",
-                    md_table([first, "who"] + list(STAT_HEADERS),
-                             [keys + [who] + stat_cells(g) for keys, who, g in rows]), ""]
-    out += ["## Failing rows of the candidate (worst first)", ""]
-    out += [f"- `{_md_cell(f['case'])}`: {_md_cell(f['description'])}" for f in report["failures"]] \
-        or ["None."]
-    out += ["", "## Oracle disagreements (torch or jax beyond the bound from the other)", ""]
-    out += [f"- `{_md_cell(f['case'])}`: {_md_cell(f['description'])}"
-            for f in report["oracle_disagreements"]] or ["None."]
-    out += ["", "## Cases not judged", ""]
-    out += [f"- `{_md_cell(p['case'])}` {p['status']} ({p['stage']}): {_md_cell(p['message'][:300])}"
-            for p in report["problems"]] or ["None."]
-    out += ["", "## Tolerances", "",
-            md_table(["name", "value", "reason"],
-                     [[k, fmt(v["value"]), v["reason"]] for k, v in report["tolerance"].items()]),
-            "", "## Environment", ""]
-    env = report["environment"]
-    out.append(md_table(["library", "version"], [[k, v or "—"] for k, v in env["libraries"].items()]))
-    out += ["", f"Platform {env['platform']}; threads: `{_md_cell(json.dumps(env['threads']))}`; "
-                f"flags: `{_md_cell(json.dumps(_flags(report['meta'])))}`; "
-                f"command: `{_md_cell(report['meta'].get('command', ''))}`.", ""]
-    for title, markdown, _ in extra_sections:
-        out += [f"## {title}", "", markdown.rstrip(), ""]
-    return "\n".join(out).rstrip() + "\n"
-
-
-# ---- HTML --------------------------------------------------------------------
-
-def e(text):
-    """Escape anything for HTML text and attribute values."""
-    return html.escape(str(text), quote=True)
-
-
-CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1250px;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}h3{margin-top:1.4em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:12.5px}
-th,td{border:1px solid #ddd;padding:2px 7px;text-align:right}th{background:#f3f3f3}
-td.k,th.k{text-align:left}tr.cand td{background:#fbfbf0}
-td.bad{color:#a00;font-weight:600}figure{margin:1em 0}figure img{max-width:100%;height:auto}
-figcaption{color:#555;font-size:13px}code,pre{font-size:12.5px}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}
-nav a{margin-right:1em}.note{color:#555}h1 code,h2 code,h3 code{font-size:inherit}
-"""
-
-
-def html_table(headers, rows, *, first_cols=1, highlight=None):
-    head = "".join(f'<th class="k">{e(h)}</th>' if i < first_cols else f"<th>{e(h)}</th>"
-                   for i, h in enumerate(headers))
-    body = []
-    for row in rows:
-        cls = ' class="cand"' if highlight and highlight(row) else ""
-        cells = "".join(f'<td class="k">{e(c)}</td>' if i < first_cols else f"<td>{e(c)}</td>"
-                        for i, c in enumerate(row))
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def render_html(report, figures=(), extra_sections=()):
-    cand = report["candidate"]
-    is_cand = lambda col: lambda row: row[col] == cand  # noqa: E731
-    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             '<link rel="icon" href="data:,">',
-             f"<title>bpcheck report: {e(cand)}</title><style>{CSS}</style></head><body>",
-             f"<h1>bpcheck report: <code>{e(cand)}</code> beside torch and jax</h1>",
-             f'<p class="note">Generated {e(report["generated"])}. {e(summary_line(report))}.</p>',
-             '<nav><a href="#summary">Summary</a><a href="#plots">Plots</a><a href="#side">Side by side</a>'
-             + "".join(f'<a href="#{e(d)}">{e(d)} tables</a>' for d in report["dtypes"])
-             + '<a href="#failures">Failures</a><a href="#env">Environment</a></nav>',
-             '<h2 id="summary">Summary</h2>',
-             "<p>Errors are normwise relative errors against the high-precision truth (mpmath, 50 digits), "
-             "in units of the dtype's unit roundoff u. A row passes when error ≤ α × (the worse framework's "
-             f"error) + floor × κ, α = {e(fmt(report['tolerance']['alpha']['value']))}, floor = "
-             f"{e(fmt(report['tolerance']['floor_u']['value']))} u, κ ≥ 1 the condition number of the sum "
-             "behind the tensor; margin = tolerance ÷ error.</p>",
-             html_table(["dtype", "who"] + list(STAT_HEADERS),
-                        [[g["dtype"], g["who"]] + stat_cells(g) for g in report["groups"]["summary"]],
-                        first_cols=2, highlight=is_cand(1)),
-             '<h2 id="plots">Plots</h2>']
-    for fig in figures:
-        parts.append(fig.html())
-    parts += ['<h2 id="side">Side by side: candidate ÷ framework (median error ratio)</h2>',
-              f"<p>Each cell: <code>{e(cand)}</code>'s median error ÷ the framework's median error on the "
-              "same rows; 1 = as accurate, below 1 = more accurate, both exact counts as 1.</p>"]
-    for dtype in report["dtypes"]:
-        for oracle in ORACLE_NAMES:
-            positions, rows = ratio_table(report, dtype, oracle)
-            if rows:
-                parts += [f"<h3>{e(dtype)}: {e(cand)} ÷ {e(oracle)}</h3>",
-                          html_table(["loss"] + positions, [[l] + cells for l, cells in rows])]
-    for dtype in report["dtypes"]:
-        parts.append(f'<h2 id="{e(dtype)}">{e(dtype)}</h2>')
-        for grouping, title, first in TABLES:
-            rows = [keys + [who] + stat_cells(g) for keys, who, g in table_rows(report, grouping, dtype)]
-            parts += [f"<h3>{e(title)}</h3>",
-                      html_table([first, "who"] + list(STAT_HEADERS), rows, first_cols=2,
-                                 highlight=is_cand(1))]
-    parts.append('<h2 id="failures">Failing rows of the candidate (worst first)</h2>')
-    parts.append(_html_failures(report["failures"]))
-    parts.append("<h2>Oracle disagreements</h2>")
-    parts.append(_html_failures(report["oracle_disagreements"]))
-    parts.append("<h2>Cases not judged</h2>")
-    parts.append(html_table(["case", "status", "stage", "message"],
-                            [[p["case"], p["status"], p["stage"] or "", p["message"][:500]]
-                             for p in report["problems"]], first_cols=4)
-                 if report["problems"] else "<p>None.</p>")
-    env = report["environment"]
-    parts += ['<h2 id="env">Tolerances and environment</h2>',
-              html_table(["name", "value", "reason"],
-                         [[k, fmt(v["value"]), v["reason"]] for k, v in report["tolerance"].items()],
-                         first_cols=1),
-              html_table(["library", "version"], [[k, v or "—"] for k, v in env["libraries"].items()]),
-              f"<p>Platform {e(env['platform'])}.</p>",
-              f"<pre>threads: {e(json.dumps(env['threads']))}\nflags: "
-              f"{e(json.dumps(_flags(report['meta'])))}\ncommand: "
-              f"{e(report['meta'].get('command', ''))}\ntiming: {e(json.dumps(report['timing']))}</pre>"]
-    for title, _, fragment in extra_sections:
-        parts += [f"<h2>{e(title)}</h2>", fragment]  # the fragment's author escaped it
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
-
-
-def _html_failures(failures):
-    if not failures:
-        return "<p>None.</p>"
-    return "<ul>" + "".join(f"<li><code>{e(f['case'])}</code><pre>{e(f['description'])}</pre></li>"
-                            for f in failures) + "</ul>"
+def _write(path, text):
+    """Write via a temporary file and a rename: a reader never sees half a report."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 # ---- the command -------------------------------------------------------------
@@ -576,47 +348,69 @@ def default_jobs():
 @click.option("--jobs", "-j", type=click.IntRange(1), default=default_jobs, show_default="usable CPUs, ≤ 8",
               help="Worker processes.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/cases.jsonl.")
+@click.option("--edge-share", type=click.FloatRange(0, 1), default=None,
+              help="Share of cases from the edge families [default: 0.25].")
 @click.option("--candidate", default="reference", show_default=True,
               help="Implementation to report on: reference, module:function or path.py:function.")
+@click.option("--in-process", is_flag=True, help="Call a non-builtin candidate in bpcheck's own processes.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress.")
-def report_command(examples, seed, out, losses, activations, dtypes, max_depth, jobs, resume,
-                   candidate, progress):
-    """Measure the candidate, torch and jax against high-precision truth; write OUT/report.json,
-    report.md, index.html and cases.jsonl."""
-    from bpcheck import runner
+def report_command(examples, seed, out, losses, activations, dtypes, max_depth, jobs, resume, edge_share,
+                   candidate, in_process, progress):
+    """Measure the candidate, torch and jax against the exact truth; write OUT/report.json,
+    report.md, index.html and cases.jsonl. Exit 1 if the candidate has a failing row."""
+    from bpcheck import strategies as bst
+    from bpcheck.generate import generate_cases
+    from bpcheck.pool import Candidate, run_cases, set_single_thread
+    from bpcheck.records import CASES_FILE, load_records
+    from bpcheck.render import fmt
+    from bpcheck.signals import EXIT_INTERRUPTED, Interrupted, interruptible
 
     wall = time.perf_counter()
-    if jobs == 1:
-        runner.set_single_thread()
+    set_single_thread()
     if os.getcwd() not in sys.path:  # `bpcheck` is a script: let module:function resolve as with `python -m`
         sys.path.insert(0, os.getcwd())
+    edge_share = bst.EDGE_SHARE if edge_share is None else edge_share
     flags = {"examples": examples, "seed": seed, "out": str(out), "losses": losses,
              "activations": activations, "dtypes": dtypes, "max_depth": max_depth, "jobs": jobs,
-             "resume": resume, "candidate": candidate}
+             "resume": resume, "candidate": candidate, "edge_share": edge_share}
     t0 = time.perf_counter()
-    cases = runner.generate_cases(seed, examples, losses=losses, activations=activations,
-                                  dtypes=dtypes, max_depth=max_depth)
+    cases = generate_cases(seed, examples, losses=losses, activations=activations, dtypes=dtypes,
+                           max_depth=max_depth, edge_share=edge_share)
     t1 = time.perf_counter()
     click.echo(f"bpcheck report: {len(cases)} cases ({examples} per cell of "
-               f"{len(losses)} losses × {len(activations)} activations × {len(dtypes)} dtypes), "
-               f"{jobs} job(s) -> {out}/", err=True)
-    before = {r["case"] for r in runner.load_records(Path(out) / runner.CASES_FILE)} if resume else set()
+               f"{len(losses)} losses × {len(activations)} activations × {len(dtypes)} dtypes, "
+               f"{edge_share:.0%} edge families), {jobs} job(s) -> {out}/", err=True)
+    before = {r["case"] for r in load_records(Path(out) / CASES_FILE)} if resume else set()
+    interrupted = False
     try:
-        records = runner.run_cases(cases, candidate, out_dir=out, jobs=jobs, resume=resume,
-                                   who=candidate, progress=progress)
+        with interruptible():
+            records = run_cases(cases, Candidate(candidate, isolate=not in_process), out_dir=out, jobs=jobs,
+                                resume=resume, who=candidate, progress=progress, oracles=ORACLE_NAMES)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    except Interrupted as exc:
+        records, interrupted = exc.records, True
     t2 = time.perf_counter()
     meta = {"seed": seed, "flags": flags, "command": " ".join(["bpcheck"] + sys.argv[1:]),
+            "interrupted": interrupted,
             "timing": {"generate_seconds": round(t1 - t0, 3), "run_seconds": round(t2 - t1, 3),
-                       "cases_run": sum(1 for c in cases if c.id not in before),
+                       "cases_run": sum(1 for r in records if r["case"] not in before),
                        "wall_seconds": round(time.perf_counter() - wall, 3)}}
     report = write_reports(records, out, meta=meta)
     wall = time.perf_counter() - wall
-    for g in report["groups"]["summary"]:
+    for g in report["groups"]["summary"]:  # noqa: B007
         click.echo(f"  {g['dtype']:8} {g['who']:10} median {fmt(g['median_u']):>6} u  p99 {fmt(g['p99_u']):>7} u  "
                    f"max {fmt(g['max_u']):>8} u  failures {g['failures']}/{g['n']}  "
                    + " ".join(f"{c} {n}" for c, n in g["classes"].items() if n and c != "pass"))
     c = report["counts"]
     click.echo(f"{c['cases']} cases in {wall:.1f} s ({c['unsupported']} unsupported, {c['error']} errors); "
                f"wrote {out}/report.json, report.md, index.html, cases.jsonl, heatmap.png")
+    if interrupted:
+        click.echo(f"interrupted after {len(records)} of {len(cases)} cases: the report holds those; "
+                   "rerun with --resume to finish", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    failing = sum(1 for r in records if r["status"] == "ok" and any(row["class"] in ("bug", "precision")
+                                                                  for row in r["rows"] + r.get("findings", [])))
+    if failing:
+        click.echo(f"{candidate}: {failing} cases with a failing row (class bug or precision): exit 1", err=True)
+        sys.exit(1)

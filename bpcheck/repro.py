@@ -5,12 +5,18 @@
 The script is ``bpcheck/repro_template.py`` with its ``CONFIG`` filled in: the
 target to call (a Python ``module:function`` / ``file.py:function``, or the argv
 of a protocol program), the float64 truth of every tensor bpcheck compared, and
-the derived tolerance each had. It needs only NumPy and the target; it loads
-the .json/.npz itself with ``json`` and ``numpy.load``.
+the error each may have (``allowed``: ``bpcheck.compare``'s absolute tolerance,
+||g - g*||_2 <= allowed). It needs only NumPy and the target; it loads the
+.json/.npz itself with ``json`` and ``numpy.load``. Where bpcheck is importable
+the script also asks ``bpcheck.judge`` and exits with its verdict (notes such as
+a kink are not failures there); its own rule is the tolerance part of that
+judgement, a copy tested to agree with it.
 """
 import json
 import math
 from pathlib import Path
+
+import numpy as np
 
 from bpcheck.compare import lookup
 from bpcheck.diagnose import chain_order
@@ -47,19 +53,19 @@ def write_repro(case, rows, truth, directory, *, target=None, exec_argv=None, cw
     """Save ``case`` into ``directory`` with ``repro_<id>.py``; return the script's path."""
     directory = Path(directory)
     save_case(case, directory)
-    truth_values, tolerance = {}, {}
+    truth_values, allowed = {}, {}
     for row in chain_order(rows):
         value = lookup(truth, row["layer"], row["tensor"])
-        if value is None or not math.isfinite(row["tol_u"]):
+        if value is None or not math.isfinite(row.get("allowed", math.nan)):
             continue
-        truth_values[key(row)] = value.tolist()
-        tolerance[key(row)] = row["tol_u"]
+        truth_values[key(row)] = np.asarray(value, np.float64).tolist()
+        allowed[key(row)] = row["allowed"]
     config = {"case": f"{case.id}.json", "cwd": str(Path(cwd or ".").resolve())}
     if exec_argv:
         config["exec"] = list(exec_argv)
     else:
         config["target"] = python_target(target)
-    config.update(finding=finding, tolerance_u=tolerance, truth=truth_values)
+    config.update(finding=finding, allowed=allowed, truth=truth_values)
     script = directory / f"repro_{case.id}.py"
     script.write_text(render(config))
     script.chmod(0o755)

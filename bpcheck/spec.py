@@ -122,48 +122,88 @@ def validate_case(case):
     return case
 
 
-def validate_result(result, case, *, who="implementation"):
-    """Check a backend's reply against the Result contract; return it with arrays as ndarrays."""
+def validate_result(result, case, *, who="implementation", known_problems=()):
+    """Check a backend's reply against the Result contract; return it with arrays as ndarrays.
+
+    What is not numbers -- not a dict, no "loss" or "grads", a loss that is not a number,
+    arrays of strings or objects -- raises ResultError: the reply cannot be judged. What is
+    numbers of the wrong kind is a discrepancy, listed in the returned result's "problems"
+    as (layer, tensor, message): a gradient of the wrong shape or dtype, a missing gradient.
+    Gradient keys that name no parameter are listed in "unknown_keys". NumPy arrays (and
+    anything with a ``dtype``: torch or jax arrays) must have the spec's dtype exactly;
+    nested lists and Python numbers are read as the spec's dtype. ``known_problems``
+    (found earlier, e.g. in a worker process) are kept, and their tensors not reported again.
+    """
     if not isinstance(result, dict):
         raise ResultError(f"{who} returned {type(result).__name__}, expected a dict with 'loss' and 'grads'")
     for key in ("loss", "grads"):
         if key not in result:
-            raise ResultError(f"{who} result has no {key!r} (keys: {sorted(result)})")
+            raise ResultError(f"{who} result has no {key!r} (keys: {sorted(map(str, result))})")
     try:
-        loss = float(result["loss"])
+        loss = float(np.asarray(result["loss"]).reshape(()))
     except (TypeError, ValueError):
         raise ResultError(f"{who} result 'loss' is not a number: {result['loss']!r:.80}") from None
     grads = result["grads"]
     if not isinstance(grads, dict):
         raise ResultError(f"{who} result 'grads' is {type(grads).__name__}, expected a dict")
-    out = {"loss": loss, "grads": {}}
+    dtype = np.dtype(case.spec["dtype"])
+    out = {"loss": loss, "grads": {}, "problems": list(known_problems),
+           "unknown_keys": sorted(str(k) for k in grads if k not in param_shapes(case.spec))}
+
+    def take(value, shape, label, layer, tensor):
+        arr, problem = _array(value, shape, dtype, label, who)
+        if problem and tensor is not None:          # intermediates bpcheck does not compare: dropped
+            out["problems"].append((layer, tensor, problem))
+        return arr
+
     for name, shape in param_shapes(case.spec).items():
+        _, i, tensor = name.split(".")
+        if any(p[0] == int(i) and p[1] == tensor for p in known_problems):
+            continue
         if name not in grads:
-            raise ResultError(f"{who} result has no gradient {name!r}")
-        out["grads"][name] = _array(grads[name], shape, f"grads[{name!r}]", who)
+            out["problems"].append((int(i), tensor, f"no gradient {name!r} in the result "
+                                                    f"(keys: {sorted(map(str, grads))})"))
+            continue
+        arr = take(grads[name], shape, f"grads[{name!r}]", int(i), tensor)
+        if arr is not None:
+            out["grads"][name] = arr
     if result.get("input_grad") is not None:
-        out["input_grad"] = _array(result["input_grad"], case.x.shape, "input_grad", who)
-    for kind in ("pre_activations", "activations", "deltas", "local_derivatives"):
+        arr = take(result["input_grad"], case.x.shape, "input_grad", None, "input_grad")
+        if arr is not None:
+            out["input_grad"] = arr
+    for kind, tensor in (("pre_activations", None), ("activations", "activation"), ("deltas", "delta"),
+                         ("local_derivatives", None)):
         if isinstance(result.get(kind), dict):
             out[kind] = {}
             for i, layer in enumerate(case.spec["layers"]):
                 name = f"layers.{i}"
                 if name in result[kind]:
-                    out[kind][name] = _array(result[kind][name], (case.batch, layer["units"]),
-                                             f"{kind}[{name!r}]", who)
+                    arr = take(result[kind][name], (case.batch, layer["units"]), f"{kind}[{name!r}]", i, tensor)
+                    if arr is not None:
+                        out[kind][name] = arr
     return out
 
 
-def _array(value, shape, name, who):
+def _array(value, shape, dtype, name, who):
+    """(array, problem): ``value`` as an ndarray; a problem message for a wrong shape or dtype.
+    ResultError for what is not numbers."""
     try:
-        arr = np.asarray(value, dtype=np.float64) if not isinstance(value, np.ndarray) else value
-    except (TypeError, ValueError):
+        if hasattr(value, "dtype") and not isinstance(value, np.ndarray):
+            value = np.asarray(value)                      # torch / jax / array-likes keep their dtype
+        arr = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError):
         raise ResultError(f"{who} result {name} is not numeric") from None
-    if arr.dtype.kind != "f":
-        raise ResultError(f"{who} result {name} has dtype {arr.dtype}, expected floating point")
+    if arr.dtype.kind not in "fiub":
+        raise ResultError(f"{who} result {name} has dtype {arr.dtype}, not numbers")
+    problems = []
     if arr.shape != tuple(shape):
-        raise ResultError(f"{who} result {name} has shape {arr.shape}, expected {tuple(shape)}")
-    return arr
+        hint = " (the transpose of the expected shape)" if arr.shape == tuple(shape)[::-1] else ""
+        problems.append(f"shape {arr.shape}, expected {tuple(shape)}{hint}")
+    if arr.dtype != dtype:
+        problems.append(f"dtype {arr.dtype}, expected {dtype} (the spec's dtype)")
+    if problems:
+        return None, f"{name} has " + " and ".join(problems)
+    return arr, None
 
 
 # ---- JSON + .npz I/O --------------------------------------------------------

@@ -21,6 +21,7 @@ judge every case is first a problem of wiring, and it is reported as such
 listed, never counted as failures.
 """
 import json
+import math
 import os
 import sys
 import time
@@ -29,16 +30,25 @@ from pathlib import Path
 
 import click
 
+from bpcheck.classify import NOTES, REAL
 from bpcheck.report import DEFAULT_SEED, _choices  # same flags, same cases as `bpcheck report`
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
 
-REAL = ("bug", "precision")
+MIN_CASES = 100       # a PASS needs at least this many checked cases (--min-cases)
+TOP_UP_ROUNDS = 3     # rounds of extra draws when declined combinations leave too few checked,
+TOP_UP_LIMIT = 4      # drawing at most this many times --min-cases in all
 
 
-def summarize(records):
-    """Counts for the verdict: checked, failing records, skipped reasons, errors, row classes."""
+def summarize(records, *, strict=False, min_cases=0):
+    """Counts for the verdict: checked, failing records, skipped reasons, errors, classes.
+
+    Exit code: 2 if a case could not be judged (the implementation raised, crashed, hung or
+    replied with garbage) or fewer than ``min_cases`` were checked; else 1 if a case has a row
+    or finding of class bug or precision (any note too, with ``strict``); else 0.
+    """
+    bad = REAL + (NOTES if strict else ())
     out = {"cases": len(records), "checked": 0, "failed": [], "unsupported": Counter(), "errors": [],
-           "classes": Counter(), "oracle_disagreements": 0}
+           "classes": Counter(), "oracle_findings": 0, "families": Counter()}
     for record in records:
         if record["status"] == "unsupported":
             out["unsupported"][record["message"]] += 1
@@ -46,11 +56,14 @@ def summarize(records):
             out["errors"].append(record)
         else:
             out["checked"] += 1
-            out["classes"].update(r["class"] for r in record["rows"] if r["class"] != "pass")
-            out["oracle_disagreements"] += sum(r["class"] != "pass" for r in record.get("oracle_rows", []))
-            if any(r["class"] in REAL for r in record["rows"]):
+            out["families"][record.get("meta", {}).get("family", "plain")] += 1
+            items = record["rows"] + record.get("findings", [])
+            out["classes"].update(r["class"] for r in items if r["class"] != "pass")
+            out["oracle_findings"] += sum(r["class"] != "pass" for r in record.get("oracle_rows", []))
+            if any(r["class"] in bad for r in items):
                 out["failed"].append(record)
-    out["exit_code"] = 2 if out["errors"] or not out["checked"] else (1 if out["failed"] else 0)
+    out["too_few"] = out["checked"] < min_cases
+    out["exit_code"] = 2 if out["errors"] or not out["checked"] or out["too_few"] else (1 if out["failed"] else 0)
     return out
 
 
@@ -60,15 +73,17 @@ def _size(record):
 
 
 def shrink_failure(record, case, backend, *, seed, budget, shrink=True):
-    """The smallest failing case near ``record``: Hypothesis over its loss, dtype and activations."""
+    """The smallest failing case near ``record``: Hypothesis over its loss, dtype, activations and family."""
     from bpcheck import strategies as bst
     from bpcheck.diagnose import first_divergence
     from bpcheck.search import Outcome, cut_front, judge_case, search
     spec = record["spec"]
-    used = {l["activation"] for l in spec["layers"]}
-    strategy = bst.cases(bst.specs(activations=[a for a in ACTIVATIONS if a in used], losses=[spec["loss"]],
-                                   dtypes=[spec["dtype"]], max_depth=len(spec["layers"])))
-    first = first_divergence(record["rows"])
+    used = [a for a in ACTIVATIONS if a in {l["activation"] for l in spec["layers"]}]
+    family = record.get("meta", {}).get("family", "plain")
+    families = ("plain",) if family == "plain" else (family,)
+    strategy = bst.cases(activations=used, losses=[spec["loss"]], dtypes=[spec["dtype"]],
+                         max_depth=len(spec["layers"]), families=families, arrays="seeded")
+    first = first_divergence(record["rows"]) or {"tensor": "finding"}
     outcome = Outcome()
     if shrink:
         outcome = search(backend, strategy, max_examples=50, seed=seed, budget=budget, errors_fail=False,
@@ -80,31 +95,79 @@ def shrink_failure(record, case, backend, *, seed, budget, shrink=True):
     return outcome
 
 
+def build_candidate(target, exec_command, *, timeout, in_process, memory_mb):
+    """The ``Candidate`` description (for worker processes) and a backend built here (probe, shrink)."""
+    import shlex
+
+    from bpcheck.pool import Candidate
+    if exec_command:
+        candidate = Candidate(argv=tuple(shlex.split(exec_command)), timeout=timeout)
+    else:
+        if os.getcwd() not in sys.path:  # `bpcheck` is a script: resolve module:function like `python -m`
+            sys.path.insert(0, os.getcwd())
+        from bpcheck.backends import load_function
+        load_function(target)            # a missing file or function is a usage error, said once
+        candidate = Candidate(target=target, isolate=not in_process, timeout=timeout, memory_mb=memory_mb)
+    backend = candidate.build()
+    if hasattr(backend, "start"):
+        backend.start()
+    return candidate, backend
+
+
 def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEED, dtypes=None, losses=None,
                  activations=None, max_depth=6, timeout=10.0, jobs=1, shrink=True, shrink_budget=60.0,
-                 out_dir="bpcheck-out/validate", progress=True):
+                 out_dir="bpcheck-out/validate", progress=True, edge_share=None, min_cases=MIN_CASES,
+                 strict=False, in_process=False, memory_mb=4096, resume=False):
     """Run the whole validation; return the verdict (a JSON-able dict with ``exit_code``)."""
+    from bpcheck import strategies as bst
     from bpcheck.backends import AdapterError
-    from bpcheck.runner import generate_cases, run_cases
+    from bpcheck.generate import examples_for, generate_cases
+    from bpcheck.pool import run_cases
+    from bpcheck.support import probe
     out_dir = Path(out_dir)
+    edge_share = bst.EDGE_SHARE if edge_share is None else edge_share
     options = {"examples": examples, "seed": seed, "dtypes": dtypes or list(DTYPES),
                "losses": losses or list(LOSSES), "activations": activations or list(ACTIVATIONS),
-               "max_depth": max_depth}
+               "max_depth": max_depth, "edge_share": edge_share, "min_cases": min_cases, "strict": strict,
+               "jobs": jobs, "isolated": not in_process and not exec_command, "timeout": timeout}
     verdict = {"target": exec_command or target, "exec": bool(exec_command), "options": options,
                "out": str(out_dir)}
     try:
-        backend, candidate = _backend(target, exec_command, timeout, jobs)
+        candidate, backend = build_candidate(target, exec_command, timeout=timeout, in_process=in_process,
+                                             memory_mb=memory_mb)
     except (ValueError, AdapterError) as exc:
         return {**verdict, "exit_code": 2, "error": str(exc)}
     try:
         clock = [time.perf_counter()]
-        cases = generate_cases(seed, examples, losses=options["losses"], activations=options["activations"],
-                               dtypes=options["dtypes"], max_depth=max_depth)
+        support = probe(backend, losses=options["losses"], dtypes=options["dtypes"])   # every activation:
+        # a loss's required last activation counts even where --activations leaves it out
+        cells = support.cells(options["losses"], options["activations"], options["dtypes"], max_depth)
+        per_cell = examples_for(min_cases, examples, len(cells))
+        grid = dict(losses=options["losses"], activations=options["activations"], dtypes=options["dtypes"],
+                    max_depth=max_depth, edge_share=edge_share, support=support)
+        cases = generate_cases(seed, per_cell, **grid)
         clock.append(time.perf_counter())
-        records = run_cases(cases, candidate, out_dir=out_dir, jobs=jobs, who=backend.name, progress=progress)
+        run = dict(out_dir=out_dir, jobs=jobs, who=backend.name, progress=progress,
+                   backend=backend if jobs == 1 else None)
+        records = run_cases(cases, candidate, resume=resume, **run)
+        drawn = per_cell
+        for _ in range(TOP_UP_ROUNDS):           # declined combinations: draw more, within support
+            checked = sum(r["status"] == "ok" for r in records)
+            if checked >= min_cases or not cells or not any(r["status"] == "unsupported" for r in records):
+                break
+            accepted = max(checked / len(records), 0.05)         # the share of draws it takes
+            room = TOP_UP_LIMIT * min_cases - len(cases)
+            more = min(examples_for(math.ceil((min_cases - checked) / accepted), 1, len(cells)),
+                       room // len(cells))
+            if more < 1:
+                break
+            cases += generate_cases(seed, more, start=drawn, **grid)
+            drawn += more
+            records = run_cases(cases, candidate, resume=True, **run)
         clock.append(time.perf_counter())
-        summary = summarize(records)
-        verdict.update(name=backend.name, **_verdict_counts(summary))
+        summary = summarize(records, strict=strict, min_cases=min_cases)
+        verdict.update(name=backend.name, **_verdict_counts(summary), support=_support(support, cells),
+                       per_cell=per_cell)
         sections = []
         if summary["failed"]:
             from bpcheck.verdict import diagnosis_section
@@ -118,7 +181,8 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
         clock.append(time.perf_counter())
         verdict["timing"] = {"generate_seconds": round(clock[1] - clock[0], 3),
                              "run_seconds": round(clock[2] - clock[1], 3),
-                             "diagnose_seconds": round(clock[3] - clock[2], 3)}
+                             "diagnose_seconds": round(clock[3] - clock[2], 3),
+                             "cases_per_second": round(len(records) / max(clock[2] - clock[1], 1e-9), 2)}
         verdict["reports"] = _reports(records, out_dir, verdict, sections, verdict["timing"])
     finally:
         if hasattr(backend, "close"):
@@ -126,34 +190,27 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
     return verdict
 
 
-def _backend(target, exec_command, timeout, jobs):
-    """(backend, what run_cases gets): the backend itself, or the target string for workers."""
-    from bpcheck.backends import load_target
-    if exec_command:
-        from bpcheck.protocol import SubprocessBackend
-        backend = SubprocessBackend(exec_command, timeout=timeout)
-        backend.start()
-        return backend, backend
-    if os.getcwd() not in sys.path:  # `bpcheck` is a script: resolve module:function like `python -m`
-        sys.path.insert(0, os.getcwd())
-    backend = load_target(target)
-    return backend, (target if jobs > 1 else backend)
+def _support(support, cells):
+    return {"activations": list(support.activations), "losses": list(support.losses),
+            "dtypes": list(support.dtypes), "declined": dict(support.declined), "cells": len(cells)}
 
 
 def _verdict_counts(summary):
     return {"exit_code": summary["exit_code"], "cases": summary["cases"], "checked": summary["checked"],
-            "failed": len(summary["failed"]), "failed_cases": [r["case"] for r in summary["failed"]],
+            "too_few": summary["too_few"], "failed": len(summary["failed"]),
+            "failed_cases": [r["case"] for r in summary["failed"]],
             "skipped": sum(summary["unsupported"].values()), "unsupported": dict(summary["unsupported"]),
             "errors": [{"case": r["case"], "stage": r.get("stage"), "message": r["message"]}
                        for r in summary["errors"]],
-            "classes": dict(summary["classes"]), "oracle_disagreements": summary["oracle_disagreements"]}
+            "classes": dict(summary["classes"]), "families": dict(summary["families"]),
+            "oracle_findings": summary["oracle_findings"]}
 
 
 def _reports(records, out_dir, verdict, sections, timing):
-    from bpcheck.runner import write_reports
+    from bpcheck.report import write_reports
     flags = {**verdict["options"], "target": verdict["target"], "exec": verdict["exec"],
              "out": verdict["out"], "candidate": verdict.get("name")}
-    meta = {"seed": verdict["options"]["seed"], "flags": flags, "timing": timing,
+    meta = {"seed": verdict["options"]["seed"], "flags": flags, "timing": timing, "verdict": verdict,
             "command": " ".join(["bpcheck validate"] + sys.argv[2:]) if sys.argv[1:2] == ["validate"]
             else f"bpcheck.validate.run_validate({verdict['target']!r})"}
     write_reports(records, out_dir, meta=meta, extra_sections=sections)
@@ -165,43 +222,55 @@ def _reports(records, out_dir, verdict, sections, timing):
 @click.option("--exec", "exec_command", metavar="COMMAND",
               help='A program speaking the bpcheck/1 protocol (docs/protocol.md), e.g. "node mlp.js".')
 @click.option("--examples", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Cases per loss × activation × dtype cell.")
-@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, help="Hypothesis seed.")
+              help="Checked cases per supported loss × activation × dtype cell (more if --min-cases needs).")
+@click.option("--min-cases", default=MIN_CASES, show_default=True, type=click.IntRange(min=0),
+              help="A PASS needs at least this many checked cases.")
+@click.option("--edge-share", default=None, type=click.FloatRange(0, 1),
+              help="Share of cases from the edge families [default: 0.25].")
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, help="Seed of the case generator.")
 @click.option("--dtypes", callback=_choices(DTYPES), help="Comma-separated subset (default: all).")
 @click.option("--losses", callback=_choices(LOSSES), help="Comma-separated subset (default: all).")
 @click.option("--activations", callback=_choices(ACTIVATIONS),
               help="Comma-separated subset (default: all).")
 @click.option("--max-depth", default=6, show_default=True, type=click.IntRange(1, 64))
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Seconds an --exec program may take per reply (and for its hello line).")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Worker processes (Python targets; --exec runs one program).")
+              help="Seconds the implementation may take per case.")
+@click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
+              help="Worker processes [default: usable cores, ≤ 8].")
+@click.option("--in-process", is_flag=True,
+              help="Call a Python target in bpcheck's own processes: faster, but a crash or hang takes the run down.")
+@click.option("--memory-mb", default=4096, show_default=True, type=click.IntRange(min=64),
+              help="Address-space limit of the process running a Python target.")
+@click.option("--strict", is_flag=True, help="Fail on notes too (kink, convention, dtype_limit).")
 @click.option("--shrink-budget", default=60.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds Hypothesis may spend shrinking a failing case.")
 @click.option("--no-shrink", is_flag=True, help="Diagnose the smallest failing case as generated.")
 @click.option("--out", "out_dir", default="bpcheck-out/validate", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Where reports and the repro go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON (stdout) instead of text.")
-def validate_command(target, exec_command, examples, seed, dtypes, losses, activations, max_depth, timeout,
-                     jobs, shrink_budget, no_shrink, out_dir, as_json):
+def validate_command(target, exec_command, examples, min_cases, edge_share, seed, dtypes, losses, activations,
+                     max_depth, timeout, jobs, in_process, memory_mb, strict, shrink_budget, no_shrink, out_dir,
+                     as_json):
     """Check TARGET (module:function or path/to/file.py:function) or an --exec program.
 
-    Exit code 0: every check passed; 1: a real discrepancy (class bug or
-    precision); 2: usage or adapter error, or nothing could be checked.
+    Exit code 0: every check passed on at least --min-cases checked cases; 1: a real
+    discrepancy (class bug or precision); 2: usage or adapter error, or too little checked.
     """
+    from bpcheck.report import default_jobs
+    from bpcheck.signals import interruptible
     if bool(target) == bool(exec_command):
         raise click.UsageError("give exactly one of TARGET or --exec COMMAND")
-    if exec_command and jobs > 1:
-        click.echo("bpcheck: --jobs applies to Python targets; running the --exec program once", err=True)
-        jobs = 1
-    if jobs == 1:
-        from bpcheck.runner import set_single_thread
-        set_single_thread()               # as bpcheck report: results independent of thread counts
-    verdict = run_validate(target, exec_command, examples=examples, seed=seed, dtypes=dtypes, losses=losses,
-                           activations=activations, max_depth=max_depth, timeout=timeout, jobs=jobs,
-                           shrink=not no_shrink, shrink_budget=shrink_budget, out_dir=out_dir)
+    jobs = jobs or default_jobs()
+    from bpcheck.pool import set_single_thread
+    set_single_thread()                   # as bpcheck report: results independent of thread counts
+    with interruptible():
+        verdict = run_validate(target, exec_command, examples=examples, seed=seed, dtypes=dtypes, losses=losses,
+                               activations=activations, max_depth=max_depth, timeout=timeout, jobs=jobs,
+                               shrink=not no_shrink, shrink_budget=shrink_budget, out_dir=out_dir,
+                               edge_share=edge_share, min_cases=min_cases, strict=strict, in_process=in_process,
+                               memory_mb=memory_mb)
     if as_json:
-        from bpcheck.runner import jsonable   # non-finite floats as "inf"/"nan": strict JSON
+        from bpcheck.records import jsonable   # non-finite floats as "inf"/"nan": strict JSON
         click.echo(json.dumps(jsonable(verdict), indent=2, allow_nan=False))
     else:
         from bpcheck.verdict import verdict_text

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bpcheck.diagnose import diagnose
 from bpcheck.graph import graph_svg
+from bpcheck.render import md_text
 from bpcheck.repro import write_repro
 from bpcheck.search import describe_case
 
@@ -22,12 +23,12 @@ def diagnosis_section(outcome, record, backend, out_dir, *, target=None, exec_co
         why = judged.error or "every tensor was within its tolerance"
         note = f"case {record['case']} failed in the run but not when judged again ({why})"
         return ({"from_case": record["case"], "note": note, "diagnosis": None},
-                ("Diagnosis", f"{note}\n", f"<p>{escape(note)}</p>"))
+                ("Diagnosis", f"{md_text(note)}\n", f"<p>{escape(note)}</p>"))
     case = judged.case
     case.id = f"shrunk-{record['case']}"[:64]
     case.meta = {"shrunk_from": record["case"], "seed": record.get("meta", {}).get("seed"),
                  "target": exec_command or target, "note": outcome.note or "shrunk by Hypothesis"}
-    d = diagnose(case, judged.result, judged.truth, judged.rows)
+    d = diagnose(case, judged.result, judged.truth, judged.rows, judged.findings)
     script = write_repro(case, judged.rows, judged.truth, Path(out_dir) / "repro", target=target,
                          exec_argv=getattr(backend, "argv", None) if exec_command else None,
                          cwd=os.getcwd(), finding=d.text())
@@ -42,8 +43,8 @@ def diagnosis_section(outcome, record, backend, out_dir, *, target=None, exec_co
     how = (f"shrunk in {outcome.shrink_seconds:.1f} s from case {record['case']}" if not outcome.note
            else f"{outcome.note}; case {record['case']}")
     rerun = f"python {script}"
-    markdown = (f"Smallest failing case ({how}): {describe_case(case)}\n\n"
-                f"```text\n{d.text()}\n```\n\nReproduce without bpcheck: `{rerun}`\n")
+    markdown = (f"{md_text(f'Smallest failing case ({how}): {describe_case(case)}')}\n\n{md_text(d.text())}\n\n"
+                f"Reproduce without bpcheck: {md_text(rerun)}\n")
     html = (f"<p>Smallest failing case ({escape(how)}): <code>{escape(describe_case(case))}</code></p>\n"
             f"{graph_svg(case, judged.rows, d.first, uid='shrunk')}\n"
             f"<pre>{escape(d.text())}</pre>\n<p>Reproduce without bpcheck: <code>{escape(rerun)}</code></p>")
@@ -55,30 +56,42 @@ def verdict_text(verdict):
     head = f"bpcheck validate {verdict['target']}"
     if "error" in verdict:
         return f"{head}\n  error: {verdict['error']}\nverdict: ERROR (exit 2)"
-    o = verdict["options"]
+    o, support = verdict["options"], verdict.get("support", {})
+    families = ", ".join(f"{k} {v}" for k, v in sorted(verdict.get("families", {}).items(), key=lambda kv: -kv[1]))
     lines = [head,
-             f"  {verdict['cases']} cases (seed {o['seed']}, {o['examples']} per loss × activation × dtype "
-             f"cell, depth ≤ {o['max_depth']}): {verdict['checked']} checked, {verdict['skipped']} skipped "
-             f"(unsupported), {len(verdict['errors'])} errors"]
+             f"  {verdict['cases']} cases (seed {o['seed']}, {verdict.get('per_cell', o['examples'])} per supported "
+             f"loss × activation × dtype cell, {support.get('cells', '?')} cells, depth ≤ {o['max_depth']}, "
+             f"{o['edge_share']:.0%} from edge families): {verdict['checked']} checked, {verdict['skipped']} "
+             f"skipped (unsupported), {len(verdict['errors'])} errors",
+             f"  families checked: {families or 'none'}"]
+    if support.get("declined"):
+        lines.append("  not supported by the implementation (left out of the draw): "
+                     + ", ".join(sorted(support["declined"])))
+        lines.append(f"  checked subset: activations {', '.join(support['activations']) or 'none'}; losses "
+                     f"{', '.join(support['losses']) or 'none'}; dtypes {', '.join(support['dtypes']) or 'none'}")
     classes = verdict["classes"]
     if verdict["failed"]:
         real = ", ".join(f"{c} {classes[c]}" for c in ("bug", "precision") if classes.get(c))
-        lines.append(f"  FAIL: {verdict['failed']} cases with a real discrepancy (rows: {real})")
-    other = [f"{c} {n}" for c, n in classes.items() if c not in ("bug", "precision")]
-    if verdict["oracle_disagreements"]:
-        other.append(f"oracle disagreement {verdict['oracle_disagreements']}")
-    if other:
-        lines.append(f"  rows not counted as failures: {', '.join(other)} (see the report)")
+        lines.append(f"  FAIL: {verdict['failed']} cases with a real discrepancy ({real})")
+    notes = [f"{c} {n}" for c, n in classes.items() if c not in ("bug", "precision")]
+    if notes:
+        lines.append(f"  notes, not failures{' (--strict: failures)' if o.get('strict') else ''}: "
+                     f"{', '.join(notes)} (see the report)")
+    if verdict.get("oracle_findings"):
+        lines.append(f"  framework oracle findings: {verdict['oracle_findings']} rows (see the report)")
     if verdict["unsupported"]:
-        lines.append("  skipped (unsupported; never counted as failures):")
+        lines.append("  skipped (declined; never counted as failures):")
         lines += [f"    {n} × {m}" for m, n in sorted(verdict["unsupported"].items(), key=lambda kv: -kv[1])]
     if verdict["errors"]:
         lines.append("  errors (the implementation raised, crashed, hung or replied with garbage):")
         lines += [f"    {e['case']}: {e['message']}" for e in verdict["errors"][:5]]
         if len(verdict["errors"]) > 5:
             lines.append(f"    ... and {len(verdict['errors']) - 5} more (report.json)")
-    if not verdict["checked"] and not verdict["errors"]:
-        lines.append("  nothing was checked: every case was declined")
+    if verdict.get("too_few"):
+        lines.append(f"  too little checked: {verdict['checked']} cases, a PASS needs {o['min_cases']} "
+                     "(--min-cases)")
+    if verdict.get("interrupted"):
+        lines.append("  interrupted: the report holds the cases judged so far; --resume continues the run")
     found = verdict.get("shrunk")
     if found and not found["diagnosis"]:
         lines += ["", f"Diagnosis: {found['note']}"]
@@ -89,6 +102,10 @@ def verdict_text(verdict):
                   f"  (case: {found['case_file']} + .npz; needs only numpy and the target)"]
     if verdict.get("reports"):
         lines.append(f"Report: {verdict['reports']['index.html']} (also report.md, report.json)")
-    word = {0: "PASS", 1: "FAIL", 2: "ERROR"}[verdict["exit_code"]]
+    if verdict.get("timing"):
+        t = verdict["timing"]
+        lines.append(f"Time: {t['run_seconds']:.1f} s for the cases ({t['cases_per_second']:.0f} cases/s), "
+                     f"{t['diagnose_seconds']:.1f} s to shrink and diagnose")
+    word = {0: "PASS", 1: "FAIL", 2: "ERROR", 130: "INTERRUPTED"}[verdict["exit_code"]]
     lines.append(f"verdict: {word} (exit {verdict['exit_code']})")
     return "\n".join(lines)

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from bpcheck.backends import load_target
-from bpcheck.compare import compare
 from bpcheck.diagnose import chain_order, diagnose, first_divergence
 from bpcheck.graph import graph_svg
-from bpcheck.judge import reference_results
+from bpcheck.judge import judge
+from bpcheck.spec import validate_result
+from bpcheck.truth import exact
 from bpcheck.vectors import vector_case
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,14 +24,15 @@ BUGGY_MLP = f"{REPO / 'examples' / 'buggy_mlp.py'}:backprop"
 
 def constructed(case, mutate):
     """A 'candidate' that is the truth rounded to the case dtype, with ``mutate`` applied; diagnosed."""
-    truth, oracles = reference_results(case)
+    truth = exact(case)
     dtype = case.spec["dtype"]
     result = {"loss": truth["loss"], "grads": {k: v.astype(dtype) for k, v in truth["grads"].items()},
               "input_grad": truth["input_grad"].astype(dtype),
               "deltas": {k: v.astype(dtype) for k, v in truth["deltas"].items()}}
     mutate(result, truth)
-    rows = compare(case, result, truth, oracles, who="constructed")
-    return diagnose(case, result, truth, rows)
+    result = validate_result(result, case)
+    j = judge(case, result, who="constructed", truth=truth)
+    return diagnose(case, result, truth, j.rows, j.findings)
 
 
 def test_the_rounded_truth_passes():
@@ -81,21 +83,33 @@ def test_hint_sees_a_kink_convention():
         result["grads"]["layers.0.b"], result["grads"]["layers.0.W"] = delta.sum(0), delta.T @ case.x
         result["input_grad"] = delta @ case.params["layers.0.W"]
     d = constructed(case, mutate)
-    assert (d.first["layer"], d.first["tensor"], d.first["class"]) == (0, "delta", "kink")
-    assert any(re.match(r"only wrong where z = 0 \([1-4] of 16 entries\): kink convention", h)
-               for h in d.hints), d.hints
+    assert d.first is None and all(r["class"] in ("pass", "kink") for r in d.rows), d.text()
+    kink = next(r for r in d.rows if r["class"] == "kink")
+    assert "other one-sided derivative" in kink["note"]
+
+
+def test_a_bug_behind_a_kink_is_still_a_bug():
+    case = kinked_case()
+
+    def mutate(result, truth):                 # relu'(0) = 1 at the kink, and dC/dW_0 doubled everywhere
+        upstream = truth["deltas"]["layers.1"] @ case.params["layers.1.W"]
+        delta = upstream * (truth["pre_activations"]["layers.0"] >= 0)
+        result["deltas"]["layers.0"] = delta
+        result["grads"]["layers.0.b"], result["grads"]["layers.0.W"] = delta.sum(0), 2 * delta.T @ case.x
+        result["input_grad"] = delta @ case.params["layers.0.W"]
+    d = constructed(case, mutate)
+    assert (d.first["layer"], d.first["tensor"], d.first["class"]) == (0, "W", "bug"), d.text()
 
 
 def test_bp2_slips_are_recognised():
     from tests.meta.broken import missing_activation_derivative
     case = vector_case("half_sse", "tanh", "float64")
-    truth, oracles = reference_results(case)
+    truth = exact(case)
     for fn, expected in [(load_target(BUGGY_MLP).fn, "matches BP2 with tanh'(a) instead of tanh'(z)"),
                          (missing_activation_derivative, "matches BP2 without the ⊙ f'(z) factor")]:
-        result = fn(case.spec, case.params, case.x, case.y)
-        result.setdefault("deltas", {})
-        rows = compare(case, result, truth, oracles, who=fn.__name__)
-        d = diagnose(case, result, truth, rows)
+        result = validate_result(fn(case.spec, case.params, case.x, case.y), case)
+        j = judge(case, result, who=fn.__name__, truth=truth)
+        d = diagnose(case, result, truth, j.rows)
         assert (d.first["layer"], d.first["tensor"]) in {(1, "delta"), (1, "b")}, d.text()
         assert any(expected in h for h in d.hints), d.hints
 
@@ -106,9 +120,9 @@ def test_no_kink_hint_for_a_smooth_activation_at_zero():
     case.x[:] = 0
     for i in range(3):
         case.params[f"layers.{i}.b"][:] = 0
-    truth, oracles = reference_results(case)
     result = load_target(BUGGY_MLP).run(case)
-    d = diagnose(case, result, truth, compare(case, result, truth, oracles))
+    j = judge(case, result)
+    d = diagnose(case, result, j.truth, j.rows)
     assert d.first is not None and not any("kink" in h for h in d.hints), d.hints
 
 
@@ -147,7 +161,7 @@ def shrunk():
     from bpcheck import strategies as bst
     from bpcheck.search import search
     start = time.monotonic()
-    outcome = search(load_target(BUGGY_MLP), bst.cases(bst.specs()), max_examples=30, seed=0, budget=60)
+    outcome = search(load_target(BUGGY_MLP), bst.cases(arrays="seeded"), max_examples=30, seed=0, budget=60)
     return outcome, time.monotonic() - start
 
 
@@ -168,14 +182,18 @@ def test_repro_script_stands_alone(shrunk, tmp_path):
     j = outcome.judged
     j.case.id = "shrunk"
     script = write_repro(j.case, j.rows, j.truth, tmp_path / "repro", target=BUGGY_MLP, finding="the finding")
-    assert "import bpcheck" not in script.read_text() and "from bpcheck" not in script.read_text()
+    text = script.read_text()
+    assert not re.search(r"^(import|from) bpcheck", text, re.M)     # bpcheck only inside bpcheck_verdict
     run = lambda *args: subprocess.run([sys.executable, "-I", str(script), *args], capture_output=True,  # noqa: E731
                                        text=True, cwd=tmp_path, timeout=120)
-    bad = run()
+    bad = run("--standalone")
     assert bad.returncode == 1, bad.stderr
     assert "layers.0.delta" in bad.stdout and "MISMATCH" in bad.stdout and "the finding" in bad.stdout
-    good = run(NUMPY_MLP)
+    assert "bpcheck's judgement" not in bad.stdout
+    good = run("--standalone", NUMPY_MLP)
     assert good.returncode == 0 and "every tensor matches" in good.stdout, good.stdout + good.stderr
+    judged = run()                             # bpcheck is installed here: its verdict decides, and agrees
+    assert judged.returncode == 1 and "bpcheck's judgement: FAIL" in judged.stdout, judged.stdout
 
 
 def test_assert_backprop_passes_a_correct_implementation():

@@ -162,6 +162,13 @@ def test_unsupported_features_are_skipped_before_anything_is_sent(fake):
 
 # ---- misbehaviour: each a clear AdapterError, the harness intact --------------
 
+def test_a_wrong_shape_is_a_problem_of_the_result_not_an_adapter_error(fake):
+    with fake("bad-shape", timeout=1.0) as backend:
+        result = backend.run(case())
+    assert any(tensor == "W" and "has shape (1,), expected (4, 3)" in message
+               for _, tensor, message in result["problems"]), result["problems"]
+
+
 @pytest.mark.parametrize("mode, message", [
     ("hang", r"no reply within the timeout of 1 s.*killed and will be restarted"),
     ("partial", r"no reply within the timeout.*partial line '\{\"id\": "),
@@ -169,7 +176,6 @@ def test_unsupported_features_are_skipped_before_anything_is_sent(fake):
     ("garbage", r"not a JSON line: 'computing gradients\.\.\.'.*log to stderr"),
     ("wrong-id", r"reply for id 'case-that-never-was', expected"),
     ("failed", r"failed on case .*ZeroDivisionError in layer 2"),
-    ("bad-shape", r"has shape \(1,\), expected \(4, 3\)"),
 ])
 def test_misbehaviour_is_a_verdict(fake, mode, message):
     with fake(mode, timeout=1.0) as backend:

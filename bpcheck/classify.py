@@ -1,0 +1,223 @@
+"""Name every failing row by evidence: dtype_limit, kink, convention, precision or bug.
+
+A row fails when its error exceeds the rounding the definition allows
+(``bpcheck.compare``). Its class is decided by re-evaluating the truth, never
+by how close the candidate happens to be to some framework's numbers:
+
+dtype_limit  the definition itself is not finite in the case's dtype here
+             (``bounds.limits``: a sigmoid output that rounds to 1.0 under BCE's
+             log(1 - a); softplus's e^z past the overflow), and the row is computed
+             from that value: a NaN or infinity is the definition's, and a finite
+             value is the implementation's own way past it (torch clamps the log at
+             -100), which the definition cannot judge. A note with a hint.
+kink         the candidate agrees with the truth re-evaluated with the other
+             one-sided derivative at relu/leaky_relu inputs that are exactly 0 or
+             within rounding of 0 (both sides are admissible subgradients there).
+             The choice of sides is searched (all of them for up to
+             ``MAX_ENUMERATED`` entries, greedily beyond); what still fails is not
+             excused.
+convention   the candidate agrees with the arbiter's evaluation of a documented
+             framework convention (``CONVENTIONS``, each with its source).
+precision    the right formula with too little accuracy: a relative error below
+             u^0.5, or in a float64 case below float32's u^0.5 and within the
+             tolerance the same definition has in float32. A failure.
+bug          everything else, and a NaN or infinity where the definition is finite.
+"""
+import itertools
+import math
+
+import numpy as np
+
+from bpcheck.bounds import UNIT_ROUNDOFF
+from bpcheck.compare import TOLERANCE, allowed_error, lookup, metrics
+
+REAL = ("bug", "precision")            # classes that fail a run
+NOTES = ("dtype_limit", "kink", "convention")   # classes that are reported, not failed (unless --strict)
+CLASSES = ("pass",) + NOTES + REAL
+MAX_ENUMERATED = 10
+KINKED = {"relu": (0.0, 1.0), "leaky_relu": (0.01, 1.0)}   # the two one-sided derivatives
+
+# Documented framework conventions: how the arbiter evaluates each, and where it is documented.
+CONVENTIONS = (
+    {"name": "gelu evaluated as its tanh approximation",
+     "applies": lambda spec: any(l["activation"] == "gelu" for l in spec["layers"]),
+     "spec": lambda spec: {**spec, "layers": [{**l, "activation": "gelu_tanh" if l["activation"] == "gelu"
+                                               else l["activation"]} for l in spec["layers"]]},
+     "source": "jax.nn.gelu defaults to approximate=True "
+               "(https://docs.jax.dev/en/latest/_autosummary/jax.nn.gelu.html)"},
+    {"name": "softplus with PyTorch's linear cut-over (z for z > 20)",
+     "applies": lambda spec: any(l["activation"] == "softplus" for l in spec["layers"]),
+     "spec": lambda spec: {**spec, "layers": [{**l, "activation": "softplus@torch" if l["activation"] == "softplus"
+                                               else l["activation"]} for l in spec["layers"]]},
+     "source": "torch.nn.functional.softplus(beta=1, threshold=20) "
+               "(https://docs.pytorch.org/docs/stable/generated/torch.nn.Softplus.html)"},
+    {"name": "binary cross-entropy with PyTorch's clamp (log >= -100; backward divides by max(a(1-a), 1e-12))",
+     "applies": lambda spec: spec["loss"] == "binary_cross_entropy",
+     "spec": lambda spec: {**spec, "loss": "binary_cross_entropy@torch"},
+     "source": "torch.nn.BCELoss (https://docs.pytorch.org/docs/stable/generated/torch.nn.BCELoss.html) and "
+               "binary_cross_entropy_backward in aten/src/ATen/native/Loss.cpp"},
+)
+
+
+def classify(case, result, truth, bounds, rows, *, evaluate=None):
+    """Set the class (and a ``note``) of every row whose class is "fail"; return ``rows``.
+
+    ``evaluate(spec)`` returns the arbiter's truth for ``case`` under another spec (for the
+    conventions); None skips them.
+    """
+    failing = [r for r in rows if r["class"] == "fail"]
+    if not failing:
+        return rows
+    for r in failing:
+        limit = next((lim for lim in bounds.limits if lim.reaches(r)), None)
+        g = lookup(result, r["layer"], r["tensor"])
+        finite = g is None or bool(np.all(np.isfinite(np.asarray(g, np.float64))))
+        if limit is not None:
+            r.update({"class": "dtype_limit", "note": f"{limit.reason}: the definition itself is not finite in "
+                                                      f"{case.spec['dtype']} here; {limit.hint}"})
+        elif not finite:
+            r.update({"class": "bug", "note": "NaN or infinity where the truth is finite"})
+    _kinks(case, result, truth, bounds, [r for r in rows if r["class"] == "fail"])
+    if evaluate is not None:
+        _conventions(case, result, evaluate, [r for r in rows if r["class"] == "fail"])
+    u = UNIT_ROUNDOFF[case.spec["dtype"]]
+    for r in rows:
+        if r["class"] != "fail":
+            continue
+        if r["rel"] <= u ** TOLERANCE["precision"][0]:
+            r.update({"class": "precision", "note": "relative error below u^0.5: the right formula with too "
+                                                    "little accuracy"})
+        elif (case.spec["dtype"] == "float64" and r["rel"] <= UNIT_ROUNDOFF["float32"] ** TOLERANCE["precision"][0]
+              and r["error"] <= allowed_error(bounds, r["layer"], r["tensor"], "float64", 1,
+                                              u=UNIT_ROUNDOFF["float32"])):
+            r.update({"class": "precision", "note": "within what the definition allows in float32: float32 "
+                                                    "arithmetic where float64 was asked?"})
+        else:
+            r["class"] = "bug"
+    return rows
+
+
+def _fails_against(result, truth, rows):
+    """How far each row is from passing against another truth: sum of max(0, error/allowed - 1)."""
+    excess, passing = 0.0, []
+    for r in rows:
+        g, t = lookup(result, r["layer"], r["tensor"]), lookup(truth, r["layer"], r["tensor"])
+        error = metrics(g, t, r["allowed"])["error"]
+        passing.append(error <= r["allowed"])
+        excess += max(0.0, error / r["allowed"] - 1) if math.isfinite(error) else math.inf
+    return excess, passing
+
+
+# ---- kinks ------------------------------------------------------------------------
+
+def kink_entries(case, truth, bounds):
+    """[(layer, row, unit, exact)] of relu/leaky_relu inputs at the kink: exactly 0, or within
+    kink_zone times their forward error bound of 0."""
+    u, zone = UNIT_ROUNDOFF[case.spec["dtype"]], TOLERANCE["kink_zone"][0]
+    out = []
+    for i, layer in enumerate(case.spec["layers"]):
+        if layer["activation"] not in KINKED:
+            continue
+        z = np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64)
+        near = np.abs(z) <= zone * bounds.z_scale[i] * u
+        out += [(i, b, j, bool(z[b, j] == 0)) for b, j in zip(*np.nonzero(near))]
+    return out
+
+
+def kink_truth(case, truth, flips):
+    """The truth with the other one-sided derivative at ``flips`` [(layer, row, unit)]: truth plus
+    the change that makes in BP1-BP4, computed in float64 (exact values, exact difference in form)."""
+    from bpcheck import rounding
+    spec, n = case.spec, len(case.spec["layers"])
+    W = [np.asarray(case.params[f"layers.{i}.W"], np.float64) for i in range(n)]
+    a = [np.asarray(case.x, np.float64)] + [np.asarray(truth["activations"][f"layers.{i}"], np.float64)
+                                             for i in range(n)]
+    z = [np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64) for i in range(n)]
+    G = rounding.loss(spec["loss"], a[-1], case.y, z[-1]).G
+    base = [rounding.activation(layer["activation"], z[i])[1] for i, layer in enumerate(spec["layers"])]
+    other = [d.copy() for d in base]
+    for i, b, j in flips:
+        left, right = KINKED[spec["layers"][i]["activation"]]
+        other[i][b, j] = right if base[i][b, j] == left else left
+    d0, d1 = _backward(G, W, a, base), _backward(G, W, a, other)
+    alt = {"loss": truth["loss"], "activations": truth["activations"], "pre_activations": truth["pre_activations"],
+           "grads": {k: truth["grads"][k] + d1["grads"][k] - d0["grads"][k] for k in truth["grads"]},
+           "deltas": {k: truth["deltas"][k] + d1["deltas"][k] - d0["deltas"][k] for k in truth["deltas"]},
+           "input_grad": truth["input_grad"] + d1["input_grad"] - d0["input_grad"]}
+    return alt
+
+
+def _backward(G, W, a, derivs):
+    """BP1-BP4 in float64 from dC/da = G and the given f'(z) per layer."""
+    grads, deltas, P = {}, {}, G
+    for i in reversed(range(len(W))):
+        delta = P * derivs[i]
+        deltas[f"layers.{i}"] = delta
+        grads[f"layers.{i}.b"] = delta.sum(axis=0)
+        grads[f"layers.{i}.W"] = delta.T @ a[i]
+        P = delta @ W[i]
+    return {"grads": grads, "deltas": deltas, "input_grad": P}
+
+
+def _kinks(case, result, truth, bounds, failing):
+    entries = kink_entries(case, truth, bounds)
+    affected = [r for r in failing if r["tensor"] not in ("loss", "activation")]
+    if not entries or not affected:
+        return
+    keys = [(i, b, j) for i, b, j, _ in entries]
+    best = (_fails_against(result, truth, affected)[0], ())
+    if len(keys) <= MAX_ENUMERATED:
+        choices = (c for k in range(1, len(keys) + 1) for c in itertools.combinations(keys, k))
+        for flips in choices:
+            excess = _fails_against(result, kink_truth(case, truth, flips), affected)[0]
+            if excess < best[0]:
+                best = (excess, flips)
+                if excess == 0:
+                    break
+    else:                                  # greedy: flip one entry at a time while it helps
+        current, improved = set(), True
+        while improved and best[0] > 0:
+            improved = False
+            for key in keys:
+                trial = tuple(sorted(current ^ {key}))
+                excess = _fails_against(result, kink_truth(case, truth, trial), affected)[0]
+                if excess < best[0]:
+                    best, current, improved = (excess, trial), set(trial), True
+    if not best[1]:
+        return
+    alt = kink_truth(case, truth, best[1])
+    _, passing = _fails_against(result, alt, affected)
+    exact = {(i, b, j) for i, b, j, e in entries if e}
+    flipped = set(best[1])
+    leaky_at_zero = all(k in exact and case.spec["layers"][k[0]]["activation"] == "leaky_relu" for k in flipped)
+    how = (f"matches the truth with the other one-sided derivative at {len(flipped)} input(s) at the kink "
+           f"({sum(k in exact for k in flipped)} exactly 0)")
+    if leaky_at_zero:
+        how += "; leaky_relu'(0) = 1 is jax.nn.leaky_relu's convention (where(x >= 0, ...))"
+    for r, ok in zip(affected, passing):
+        if ok:
+            r.update({"class": "kink", "note": how})
+
+
+# ---- documented conventions ---------------------------------------------------------
+
+def _conventions(case, result, evaluate, failing):
+    if not failing:
+        return
+    best = None
+    for convention in CONVENTIONS:
+        if not convention["applies"](case.spec):
+            continue
+        try:
+            alt = evaluate(convention["spec"](case.spec))
+        except (ValueError, KeyError, ArithmeticError):
+            continue
+        excess, passing = _fails_against(result, alt, failing)
+        if any(passing) and (best is None or excess < best[0]):
+            best = (excess, passing, convention)
+    if best is None:
+        return
+    _, passing, convention = best
+    for r, ok in zip(failing, passing):
+        if ok:
+            r.update({"class": "convention", "note": f"matches {convention['name']}: {convention['source']}"})

@@ -1,0 +1,259 @@
+"""Run many cases on every core: chunks of cases to worker processes, records streamed to disk.
+
+``run_cases(cases, candidate, out_dir=...)`` judges every case
+(``bpcheck.engine.judge_cases``) and appends one JSON line per case to
+``out_dir/cases.jsonl``, flushed as it arrives, so an interrupted run
+(Ctrl-C, SIGTERM, SIGKILL) keeps every finished case and ``resume=True``
+continues it to the same result. With ``jobs > 1`` chunks of cases go to
+spawned worker processes as JSON text and come back as JSON text; each worker
+builds the candidate from its ``Candidate`` description and keeps it.
+
+The candidate runs isolated by default (a Python target in its own
+``bpcheck.pyworker`` process, an ``--exec`` program in its own process): a
+crash, a hang or an exit is a record, the candidate is restarted, the run
+goes on. An in-process candidate that kills its worker breaks the pool: the
+cases of the chunks in flight run again one by one in a fresh pool, and a
+case that kills it again is recorded as the one that did.
+"""
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpcheck.records import CASES_FILE, case_from_json, case_to_json, dumps, load_records, revive
+
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+BUILTINS = ("reference", "torch", "jax", "numeric")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """How to build the implementation under test, in any process.
+
+    ``target``: a Python ``module:function`` / ``file.py:function`` or a builtin name;
+    ``argv``: a protocol program instead. ``isolate``: run a Python target in a process of
+    its own (builtins always run in-process: they are bpcheck's own). ``timeout`` seconds per
+    case, ``memory_mb`` for an isolated Python target.
+    """
+    target: str = None
+    argv: tuple = None
+    isolate: bool = True
+    timeout: float = 10.0
+    memory_mb: int = 4096
+    name: str = None
+
+    @property
+    def label(self):
+        return self.name or (" ".join(self.argv) if self.argv else self.target)
+
+    def build(self):
+        from bpcheck.protocol import SubprocessBackend, isolated_python
+        if self.argv:
+            return SubprocessBackend(list(self.argv), timeout=self.timeout, name=self.name)
+        if self.isolate and self.target not in BUILTINS:
+            return isolated_python(self.target, timeout=self.timeout, memory_mb=self.memory_mb)
+        from bpcheck.backends import load_target
+        return load_target(self.target, self.name or self.target, timeout=self.timeout if self.isolate else None)
+
+
+def set_single_thread(environ=os.environ):
+    """Pin BLAS and torch to one thread (best before torch is imported)."""
+    environ.update(SINGLE_THREAD_ENV)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+# ---- worker processes -------------------------------------------------------
+
+_WORKER = {}
+
+
+def _worker_init(candidate, who, oracles):
+    set_single_thread()
+    try:
+        import torch
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    except (ImportError, RuntimeError):
+        pass
+    _WORKER.update(candidate=None, who=who, oracles=oracles, error=None)
+    try:
+        _WORKER["candidate"] = candidate.build()
+    except Exception as exc:  # reported on every case, the run goes on
+        _WORKER["error"] = f"cannot load candidate {candidate.label!r}: {exc}"
+
+
+def _worker_run(chunk_text):
+    """JSON text in, JSON text out: nothing but strings crosses the process boundary."""
+    from bpcheck.engine import judge_cases
+    cases = [case_from_json(doc) for doc in json.loads(chunk_text)]
+    if _WORKER["error"]:
+        return [dumps(_failed(case, _WORKER["who"], _WORKER["error"])) for case in cases]
+    records = judge_cases(cases, _WORKER["candidate"], who=_WORKER["who"], oracles=_WORKER["oracles"],
+                          repeat_first=not _WORKER.get("repeated"))
+    _WORKER["repeated"] = True
+    return [dumps(r) for r in records]
+
+
+def _failed(case, who, message, stage="candidate"):
+    return {"case": case.id, "who": who, "spec": case.spec, "batch": int(case.batch), "meta": case.meta,
+            "status": "error", "stage": stage, "message": message, "rows": [], "oracle_rows": [],
+            "findings": [], "limits": [], "seconds": 0.0}
+
+
+# ---- running ----------------------------------------------------------------
+
+def run_cases(cases, candidate, *, out_dir, jobs=1, resume=False, who=None, oracles=(), progress=True,
+              chunk=None, backend=None):
+    """Judge ``cases``; one JSON line per case in ``out_dir/cases.jsonl``; records in case order.
+
+    ``candidate`` is a ``Candidate`` (or a target string). ``backend``: an already built
+    backend for ``jobs == 1`` (it is then used instead of building one).
+    """
+    from bpcheck.progress import Progress
+    if isinstance(candidate, str):
+        candidate = Candidate(candidate)
+    jobs = max(1, int(jobs))
+    who = who or candidate.label
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / CASES_FILE
+    ids = [c.id for c in cases]
+    if len(set(ids)) != len(ids):
+        raise ValueError("case ids must be unique")
+    done = {}
+    if resume:
+        wanted = {c.id: c for c in cases}
+        for record in load_records(path, repair=True):
+            case = wanted.get(record["case"])
+            if case is None:
+                continue
+            if record.get("spec") != case.spec or record.get("who") != who:
+                raise ValueError(f"{path}: case {record['case']} was made by another run "
+                                 f"(different spec or candidate); rerun without --resume")
+            done[record["case"]] = record
+    else:
+        path.write_text("")
+    todo = [c for c in cases if c.id not in done]
+    size = chunk or max(1, min(64, -(-len(todo) // (4 * jobs)) if todo else 1))
+    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+    bar = Progress(len(cases), len(done), enabled=progress)
+    with open(path, "a", encoding="utf-8") as out:
+        def emit(line):
+            record = revive(json.loads(line))
+            out.write(line + "\n")
+            out.flush()
+            done[record["case"]] = record
+            bar.advance(record)
+        try:
+            if jobs == 1:
+                _run_here(chunks, candidate, backend, who, oracles, emit)
+            else:
+                _run_pool(chunks, candidate, who, oracles, jobs, emit)
+        except KeyboardInterrupt:
+            from bpcheck.signals import Interrupted
+            raise Interrupted([done[i] for i in ids if i in done]) from None
+        finally:
+            bar.close()
+    return [done[i] for i in ids if i in done]
+
+
+def _run_here(chunks, candidate, backend, who, oracles, emit):
+    from bpcheck.engine import judge_cases
+    own = backend is None
+    try:
+        backend = backend or candidate.build()
+    except Exception as exc:
+        for chunk in chunks:
+            for case in chunk:
+                emit(dumps(_failed(case, who, f"cannot load candidate {candidate.label!r}: {exc}")))
+        return
+    try:
+        first = True
+        for chunk in chunks:
+            for record in judge_cases(chunk, backend, who=who, oracles=oracles, repeat_first=first):
+                emit(dumps(record))
+            first = False
+    finally:
+        if own and hasattr(backend, "close"):
+            backend.close()
+
+
+def _run_pool(chunks, candidate, who, oracles, jobs, emit):
+    """Feed chunks to ``jobs`` spawned workers, two in flight each. A worker that dies breaks the
+    pool and the chunks in flight with it: each of their cases runs again alone in a fresh pool,
+    so a second death names its case."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    fresh = list(reversed(chunks))          # pop() from the end keeps the order
+    suspects = []                           # single cases, each to run alone
+    while fresh or suspects:
+        pool = _start_pool(candidate, who, oracles, jobs)
+        running, broken = {}, False
+        try:
+            while (fresh or suspects or running) and not broken:
+                if suspects:
+                    if not running:
+                        case = suspects.pop()
+                        running[pool.submit(_worker_run, _text([case]))] = ([case], True)
+                else:
+                    while fresh and len(running) < 2 * jobs:
+                        chunk = fresh.pop()
+                        running[pool.submit(_worker_run, _text(chunk))] = (chunk, False)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    chunk, alone = running.pop(future)
+                    try:
+                        lines = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        _died(chunk, alone, who, suspects, emit)
+                        continue
+                    for line in lines:
+                        emit(line)
+            for chunk, alone in running.values():   # in flight when the pool broke
+                _died(chunk, alone, who, suspects, emit)
+        except KeyboardInterrupt:                   # stop now: what is finished is on disk
+            broken = True
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=not broken, cancel_futures=True)
+
+
+def _text(cases):
+    return json.dumps([case_to_json(c) for c in cases])
+
+
+def _ping():
+    return "pong"
+
+
+def _start_pool(candidate, who, oracles, jobs):
+    """A pool of spawned workers, checked to start (a script without an
+    ``if __name__ == "__main__":`` guard re-runs itself in every worker and fails here)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(candidate, who, tuple(oracles)))
+    try:
+        pool.submit(_ping).result(timeout=600)
+    except Exception as exc:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise RuntimeError(f"worker processes do not start ({type(exc).__name__}: {exc}); run with "
+                           "jobs=1 to see why (a script using jobs > 1 needs an "
+                           "`if __name__ == '__main__':` guard)") from None
+    return pool
+
+
+def _died(chunk, alone, who, suspects, emit):
+    if not alone:
+        suspects.extend(reversed(chunk))
+        return
+    (case,) = chunk
+    emit(dumps(_failed(case, who, "the worker process died while running this case (a crash in the "
+                                  "candidate, run in-process?)")))
