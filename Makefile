@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 report: $(STAMP)
 	$(BIN)/bpcheck report
@@ -21,9 +21,11 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
-# Headless Chromium for the report's browser test (Debian package; needs root).
+# Headless Chromium for the report's browser test and Node.js for the JavaScript example
+# (Debian packages; needs root). CI fails a test that skips for want of either.
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v node >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,10 +1,16 @@
 """The report's plots: matplotlib (Agg, no pyplot state), embedded in index.html as base64 PNG.
 
-- heatmaps of the median and p99 error (in u) over layer × loss and
-  activation × loss, one panel per implementation (candidate, torch, jax), per dtype;
-- histograms of the error distribution per implementation, with the tolerances
-  drawn in, and of the margins with the pass/fail line at 1;
-- error growth against network depth and against layer width.
+Per dtype, two figures (the numbers themselves are in the page's tables, including
+colour-coded heatmap tables, ``bpcheck.render``):
+
+- a heatmap of the median error (in u) over layer × loss, one panel per
+  implementation (candidate, torch, jax);
+- distributions: the error of every row with the tolerances drawn in, the
+  margins with the pass/fail line at 1, the sensitivity (the smallest one-tensor
+  relative error each row catches), and error growth against network depth.
+
+Cost is kept well under a second for a thousand cases: no per-cell text, no
+layout engine, 80 dpi.
 """
 import base64
 import html
@@ -12,7 +18,7 @@ import io
 import math
 from dataclasses import dataclass
 
-from bpcheck.spec import ACTIVATIONS, LOSSES
+from bpcheck.spec import LOSSES
 
 COLORS = {"torch": "#d62728", "jax": "#1f77b4"}
 CANDIDATE_COLOR = "#2ca02c"
@@ -36,7 +42,7 @@ class Figure:
 
 def _new(width, height):
     from matplotlib.figure import Figure as MplFigure
-    return MplFigure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return MplFigure(figsize=(width, height), dpi=DPI, layout=None)
 
 
 def _png(fig):
@@ -74,143 +80,111 @@ def _clip(label, n=22):
     return label if len(label) <= n else label[:n - 1] + "…"
 
 
-# ---- heatmaps ----------------------------------------------------------------
+# ---- heatmap -------------------------------------------------------------------
 
-def heatmap(report, dtype, grouping):
-    """Median and p99 error over (position or activation) × loss, a panel per implementation."""
+def heatmap(report, dtype):
+    """Median error over layer position × loss, a panel per implementation."""
     import numpy as np
     from matplotlib.colors import LogNorm
 
-    field = {"loss_layer": "position", "loss_activation": "activation"}[grouping]
-    groups = [g for g in report["groups"][grouping] if g["dtype"] == dtype]
+    groups = [g for g in report["groups"]["loss_layer"] if g["dtype"] == dtype]
     if not groups:
         return None
     whos = [w for w in report["whos"] if any(g["who"] == w for g in groups)]
     losses = _ordered({g["key"]["loss"] for g in groups}, LOSSES)
-    if field == "position":
-        present = {g["key"]["position"] for g in groups}
-        ys = sorted((p for p in present if p.startswith("layer ")), key=lambda p: int(p.split()[1]))
-        ys += [p for p in ("input_grad", "loss") if p in present]
-    else:
-        ys = _ordered({g["key"]["activation"] for g in groups}, ACTIVATIONS)
-    cell = {(g["who"], g["key"]["loss"], g["key"][field]): g for g in groups}
-    values = _finite(g[s] for g in groups for s in ("median_u", "p99_u"))
-    vmax = max([10.0] + values)
+    present = {g["key"]["position"] for g in groups}
+    ys = sorted((p for p in present if p.startswith("layer ")), key=lambda p: int(p.split()[1]))
+    ys += [p for p in ("input_grad", "loss") if p in present]
+    cell = {(g["who"], g["key"]["loss"], g["key"]["position"]): g["median_u"] for g in groups}
+    vmax = max([10.0] + _finite(cell.values()))
     norm = LogNorm(vmin=FLOOR_CLIP * 10, vmax=vmax)
-    fig = _new(3.2 + 3.0 * len(whos), 1.6 + 2 * (0.34 * len(ys) + 0.9))
-    axes = fig.subplots(2, len(whos), squeeze=False)
+    fig = _new(1.2 + 3.2 * len(whos), 1.4 + 0.3 * len(ys))
+    fig.subplots_adjust(left=0.09, right=0.9, bottom=0.3, top=0.86, wspace=0.08)
+    axes = fig.subplots(1, len(whos), squeeze=False)[0]
     image = None
-    for r, stat in enumerate(("median_u", "p99_u")):
-        for c, who in enumerate(whos):
-            ax = axes[r][c]
-            grid = np.full((len(ys), len(losses)), np.nan)
-            for i, y in enumerate(ys):
-                for j, loss in enumerate(losses):
-                    g = cell.get((who, loss, y))
-                    if g is not None:
-                        v = g[stat]
-                        grid[i, j] = vmax if not math.isfinite(v) else max(v, FLOOR_CLIP * 10)
-            image = ax.imshow(grid, norm=norm, cmap="viridis", aspect="auto")
-            for i, y in enumerate(ys):
-                for j, loss in enumerate(losses):
-                    g = cell.get((who, loss, y))
-                    if g is not None:
-                        light = np.isfinite(grid[i, j]) and norm(grid[i, j]) < 0.55
-                        ax.text(j, i, _short(g[stat]), ha="center", va="center", fontsize=7,
-                                color="white" if light else "black")
-            ax.set_xticks(range(len(losses)), [_clip(l) for l in losses], fontsize=7, rotation=30,
-                          ha="right")
-            ax.set_yticks(range(len(ys)), [_clip(y) for y in ys] if c == 0 else [""] * len(ys), fontsize=8)
-            ax.set_title(f"{_clip(who)}: {'median' if r == 0 else 'p99'} error", fontsize=10)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="error in u (log scale)")
-    what = "layer" if field == "position" else "activation"
-    fig.suptitle(f"{dtype}: error in u over {what} × loss", fontsize=12)
-    return Figure(f"heatmap-{'layer' if field == 'position' else 'activation'}-{dtype}",
-                  f"{dtype}: error (in u) over {what} × loss",
-                  "Median (top) and p99 (bottom) normwise relative error against the high-precision "
-                  f"truth in units of {dtype}'s unit roundoff, for the candidate and for torch and jax in "
-                  f"{dtype} on the same cases. Values below {FLOOR_CLIP * 10:g} u share the darkest colour; "
-                  "blank cells have no rows.", _png(fig))
+    for c, who in enumerate(whos):
+        grid = np.full((len(ys), len(losses)), np.nan)
+        for i, y in enumerate(ys):
+            for j, loss in enumerate(losses):
+                v = cell.get((who, loss, y))
+                if v is not None:
+                    grid[i, j] = vmax if not math.isfinite(v) else max(v, FLOOR_CLIP * 10)
+        image = axes[c].imshow(grid, norm=norm, cmap="viridis", aspect="auto", interpolation="nearest")
+        axes[c].set_xticks(range(len(losses)), [_clip(l, 14) for l in losses], fontsize=7, rotation=35,
+                           ha="right")
+        axes[c].set_yticks(range(len(ys)), [_clip(y) for y in ys] if c == 0 else [""] * len(ys), fontsize=7)
+        axes[c].set_title(_clip(who), fontsize=9)
+    fig.colorbar(image, ax=list(axes), fraction=0.025, pad=0.02, label="median error in u")
+    fig.suptitle(f"{dtype}: median error in u over layer × loss", fontsize=11)
+    return Figure(f"heatmap-layer-{dtype}", f"{dtype}: median error (in u) over layer × loss",
+                  "Normwise relative error against the exact truth in units of "
+                  f"{dtype}'s unit roundoff, for the candidate and for torch and jax in {dtype} on the same "
+                  f"cases. Values below {FLOOR_CLIP * 10:g} u share the darkest colour; blank cells have no rows. "
+                  "The numbers are in the heatmap tables below.", _png(fig))
 
 
-# ---- distributions -----------------------------------------------------------
+# ---- distributions ---------------------------------------------------------------
 
-def histograms(report, rows_by_who, dtype):
+def distributions(report, rows_by_who, dtype):
+    """Errors with tolerances, margins, sensitivities, and error against depth: one figure."""
     import numpy as np
 
     whos = [w for w in report["whos"] if rows_by_who.get((w, dtype))]
     if not whos:
         return None
     cand = report["candidate"]
+    fig = _new(12, 7.4)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.94, wspace=0.2, hspace=0.42)
+    (ax1, ax2), (ax3, ax4) = fig.subplots(2, 2)
+
+    def logs(values, lo, hi):
+        v = np.asarray([x if x is not None else np.nan for x in values], dtype=float)
+        return np.log10(np.clip(np.nan_to_num(v, nan=10.0**lo, posinf=10.0**hi), 10.0**lo, 10.0**hi))
     errs = {w: [r["err_u"] for r in rows_by_who[(w, dtype)]] for w in whos}
-    finite = _finite(v for w in whos for v in errs[w])
-    top = math.log10(max(finite + [100.0]))
-    bins = np.linspace(math.log10(FLOOR_CLIP), top + 0.5, 50)
-    fig = _new(12, 4.2)
-    ax1, ax2 = fig.subplots(1, 2)
+    top = math.log10(max(_finite(v for w in whos for v in errs[w]) + [100.0])) + 0.4
+    bins = np.linspace(math.log10(FLOOR_CLIP), top + 0.1, 45)
     for w in whos:
-        x = np.log10(np.clip(np.asarray(errs[w], dtype=float), FLOOR_CLIP, 10 ** (top + 0.4)))
-        ax1.hist(x, bins=bins, histtype="step", linewidth=1.6, color=_color(w, cand), label=f"{w} error")
-    tol = np.log10(np.clip([r["tol_u"] for r in rows_by_who.get((cand, dtype), [])], FLOOR_CLIP, None))
-    if len(tol):
-        ax1.hist(tol, bins=bins, color="#999999", alpha=0.35, label=f"{cand} tolerance (per row)")
-        ax1.axvline(float(np.median(tol)), color="#555555", linestyle="--", linewidth=1.2,
-                    label="median tolerance")
-    ax1.set_yscale("log")
-    ax1.set_xlabel(f"log10 error in u (≤ {FLOOR_CLIP:g} u, exact included, at the left edge)")
-    ax1.set_ylabel("rows")
-    ax1.set_title(f"{dtype}: error distribution", fontsize=11)
-    ax1.legend(fontsize=8)
-    lo, hi = -2.0, 4.0  # log10 margins drawn; beyond, at the edges (exact rows: infinite margin)
-    mbins = np.linspace(lo - 0.1, hi + 0.1, 49)
+        ax1.hist(logs(errs[w], math.log10(FLOOR_CLIP), top), bins=bins, histtype="step", linewidth=1.5,
+                 color=_color(w, cand), label=f"{w} error")
+    tol = [r["tol_u"] for r in rows_by_who.get((cand, dtype), [])]
+    if tol:
+        ax1.hist(logs(tol, math.log10(FLOOR_CLIP), top), bins=bins, color="#999999", alpha=0.35,
+                 label=f"{cand} tolerance")
+    ax1.set(yscale="log", xlabel="log10 error in u (exact rows at the left edge)", ylabel="rows")
+    ax1.set_title(f"{dtype}: errors and tolerances", fontsize=10)
+    ax1.legend(fontsize=7)
+    lo, hi = -2.0, 4.0
     for w in whos:
-        m = np.asarray([r["margin"] for r in rows_by_who[(w, dtype)]], dtype=float)
-        x = np.log10(np.clip(np.nan_to_num(m, nan=10.0**lo, posinf=10.0**hi), 10.0**lo, 10.0**hi))
-        ax2.hist(x, bins=mbins, histtype="step", linewidth=1.6, color=_color(w, cand), label=w)
-    ax2.axvline(0.0, color="#a00000", linewidth=1.5, label="margin 1: fails to the left")
-    ax2.set_yscale("log")
-    ax2.set_xlabel(f"log10 margin (tolerance ÷ error; clipped to [{lo:g}, {hi:g}], exact rows at the right)")
-    ax2.set_title(f"{dtype}: margins", fontsize=11)
-    ax2.legend(fontsize=8)
-    return Figure(f"histogram-{dtype}", f"{dtype}: error and margin distributions",
-                  "Left: the error of every row (tensor × case) for each implementation, the candidate's "
-                  "per-row tolerances (grey: the rounding the definition allows) and their median (dashed). "
-                  "Right: margins; a row left of the red line fails.", _png(fig))
-
-
-# ---- growth ------------------------------------------------------------------
-
-def growth(report, dtype):
-    fig = _new(12, 4.6)
-    ax1, ax2 = fig.subplots(1, 2)
-    cand = report["candidate"]
-    drawn = False
-    for ax, grouping, field, label in ((ax1, "depth", "depth", "network depth (layers)"),
-                                       (ax2, "width", "width", "layer width (units)")):
-        for w in report["whos"]:
-            gs = sorted((g for g in report["groups"][grouping] if g["who"] == w and g["dtype"] == dtype),
-                        key=lambda g: g["key"][field])
-            if not gs:
-                continue
-            drawn = True
-            xs = [g["key"][field] for g in gs]
-            for stat, style in (("median_u", "-o"), ("p99_u", "--^")):
-                ys = [max(g[stat], FLOOR_CLIP) if math.isfinite(g[stat]) else math.nan for g in gs]
-                ax.plot(xs, ys, style, color=_color(w, cand), markersize=4, linewidth=1.3,
-                        label=f"{w} {stat.split('_')[0]}")
-        ax.set_yscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("error in u")
-        ax.grid(True, which="major", alpha=0.3)
-        if ax is ax1 and ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, ncol=3, loc="lower left", bbox_to_anchor=(0, 1.08), frameon=False)
-    ax1.set_title(f"{dtype}: error against depth (all tensors)", fontsize=11)
-    ax2.set_title(f"{dtype}: error against width (rows of layers that wide)", fontsize=11)
-    if not drawn:
-        return None
-    return Figure(f"growth-{dtype}", f"{dtype}: error growth with depth and width",
-                  "Median (solid) and p99 (dashed) error in u of every row, grouped by the network's depth "
-                  "(left) and by the width of the row's layer (right).", _png(fig))
+        ax2.hist(logs([r["margin"] for r in rows_by_who[(w, dtype)]], lo, hi), bins=np.linspace(lo - .1, hi + .1, 45),
+                 histtype="step", linewidth=1.5, color=_color(w, cand), label=w)
+    ax2.axvline(0.0, color="#a00000", linewidth=1.4, label="margin 1: fails to the left")
+    ax2.set(yscale="log", xlabel=f"log10 margin = tolerance ÷ error (clipped to [{lo:g}, {hi:g}])")
+    ax2.set_title(f"{dtype}: margins", fontsize=10)
+    ax2.legend(fontsize=7)
+    sens = [r.get("sensitivity") for r in rows_by_who.get((cand, dtype), []) if r["tensor"] in ("W", "b", "input_grad")]
+    if sens:
+        ax3.hist(logs(sens, -17, 1), bins=np.linspace(-17, 1, 55), color=_color(cand, cand), alpha=0.7)
+        ax3.axvline(-4 if dtype == "float32" else -10, color="#555555", linestyle="--", linewidth=1.2,
+                    label="1e-4 (float32) / 1e-10 (float64)")
+        ax3.legend(fontsize=7)
+    ax3.set(yscale="log", xlabel="log10 sensitivity: smallest one-tensor relative error caught (W, b, dC/dx)",
+            ylabel="rows")
+    ax3.set_title(f"{dtype}: how tight the check is", fontsize=10)
+    for w in whos:
+        gs = sorted((g for g in report["groups"]["depth"] if g["who"] == w and g["dtype"] == dtype),
+                    key=lambda g: g["key"]["depth"])
+        for stat, style in (("median_u", "-o"), ("p99_u", "--^")):
+            ys = [max(g[stat], FLOOR_CLIP) if math.isfinite(g[stat]) else math.nan for g in gs]
+            ax4.plot([g["key"]["depth"] for g in gs], ys, style, color=_color(w, cand), markersize=3,
+                     linewidth=1.2, label=f"{w} {stat.split('_')[0]}")
+    ax4.set(yscale="log", xlabel="network depth (layers)", ylabel="error in u")
+    ax4.set_title(f"{dtype}: error against depth", fontsize=10)
+    ax4.legend(fontsize=6, ncol=3)
+    return Figure(f"distributions-{dtype}", f"{dtype}: errors, margins, sensitivity and growth",
+                  "Top left: the error of every row (tensor × case) for each implementation, with the "
+                  "candidate's per-row tolerances (grey). Top right: margins; a row left of the red line fails. "
+                  "Bottom left: the sensitivity of the candidate's W, b and input-gradient rows. Bottom right: "
+                  "median (solid) and p99 (dashed) error against the network's depth.", _png(fig))
 
 
 def figures(report, records):
@@ -222,6 +196,5 @@ def figures(report, records):
                 rows_by_who.setdefault((row["who"], row["dtype"]), []).append(row)
     out = []
     for dtype in report["dtypes"]:
-        out += [heatmap(report, dtype, "loss_layer"), heatmap(report, dtype, "loss_activation"),
-                histograms(report, rows_by_who, dtype), growth(report, dtype)]
+        out += [heatmap(report, dtype), distributions(report, rows_by_who, dtype)]
     return [f for f in out if f is not None]

@@ -12,7 +12,7 @@ import json
 import math
 
 from bpcheck.report import GROUPINGS, POSITIONS, _flags, _index
-from bpcheck.spec import LOSSES
+from bpcheck.spec import ACTIVATIONS, LOSSES
 
 RULE = ("Every row is one tensor (the loss, a layer's activation, delta = dC/dz, dC/db or dC/dW, or the input "
         "gradient) of one case, compared with the exact values (python-flint ball arithmetic, certified). "
@@ -207,6 +207,41 @@ def html_table(headers, rows, *, first_cols=1, highlight=None):
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
+# viridis at 9 stops: the heatmap tables' colour for log10(error in u) from -1 to 7
+_VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725")
+
+
+def _heat_colour(v):
+    if v is None or not isinstance(v, (int, float)) or math.isnan(v):
+        return None
+    x = 8.0 if math.isinf(v) else min(max(math.log10(max(v, 1e-1)) + 1, 0.0), 8.0)
+    return _VIRIDIS[int(round(x))]
+
+
+def heat_table(report, dtype, grouping, who):
+    """Median error in u over (layer or activation) × loss for ``who``, cells coloured on a log scale."""
+    field = GROUPINGS[grouping][1]
+    groups = [g for g in report["groups"][grouping] if g["dtype"] == dtype and g["who"] == who]
+    if not groups:
+        return ""
+    losses = sorted({g["key"]["loss"] for g in groups}, key=_index(LOSSES))
+    keys = sorted({g["key"][field] for g in groups}, key=_index(POSITIONS if field == "position" else ACTIVATIONS))
+    cell = {(g["key"][field], g["key"]["loss"]): g["median_u"] for g in groups}
+    head = "".join(f"<th>{e(l)}</th>" for l in losses)
+    body = []
+    for k in keys:
+        cells = []
+        for loss in losses:
+            v = cell.get((k, loss))
+            colour = _heat_colour(v)
+            dark = colour in _VIRIDIS[:5]
+            style = f' style="background:{colour};color:{"#fff" if dark else "#000"}"' if colour else ""
+            cells.append(f"<td{style}>{e(fmt(v))}</td>")
+        body.append(f'<tr><td class="k">{e(k)}</td>{"".join(cells)}</tr>')
+    return (f'<div class="scroll"><table><thead><tr><th class="k">{e(field)}</th>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
 def _verdict_html(verdict):
     """The validate verdict line, first on the page."""
     code = verdict.get("exit_code")
@@ -243,6 +278,11 @@ def render_html(report, figures=(), extra_sections=()):
                          first_cols=2, highlight=is_cand(1)),
               '<h2 id="plots">Plots</h2>']
     parts += [fig.html() for fig in figures]
+    for dtype in report["dtypes"]:
+        for grouping, what in (("loss_layer", "layer"), ("loss_activation", "activation")):
+            table = heat_table(report, dtype, grouping, cand)
+            if table:
+                parts += [f"<h3>{e(dtype)}: {e(cand)}'s median error in u over {e(what)} × loss</h3>", table]
     if report["oracle_whos"]:
         parts += ['<h2 id="side">Side by side: candidate ÷ framework (median error ratio)</h2>',
                   f"<p>Each cell: <code>{e(cand)}</code>'s median error ÷ the framework's median error on the "

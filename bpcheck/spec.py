@@ -24,6 +24,7 @@ DTYPES = ("float32", "float64")
 LAST_ACTIVATION = {"binary_cross_entropy": "sigmoid", "bce_with_logits": "identity",
                    "softmax_cross_entropy": "identity"}
 KINKED = {"relu", "leaky_relu"}  # activations with a non-differentiable point (at z = 0)
+MAX_BATCH = 65536                # documented limits: the rest are in bpcheck/schemas/case.schema.json
 
 
 class SpecError(ValueError):
@@ -99,6 +100,8 @@ def validate_case(case):
     """Check spec, array names, shapes, dtypes and finiteness; raise SpecError."""
     validate_spec(case.spec)
     dtype = np.dtype(case.spec["dtype"])
+    if case.x.ndim != 2 or not 1 <= case.x.shape[0] <= MAX_BATCH:
+        raise SpecError(f"x: shape {case.x.shape}, expected (batch, input_dim) with 1 <= batch <= {MAX_BATCH}")
     expected = param_shapes(case.spec)
     missing, extra = expected.keys() - case.params.keys(), case.params.keys() - expected.keys()
     if missing or extra:
@@ -229,16 +232,29 @@ def load_case(path):
     """Read a case written by ``save_case`` (arrays with allow_pickle=False) and validate it."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpecError(f"{path.name}: not valid JSON ({exc})") from None
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema("case.schema.json")).iter_errors(doc))
     if error is not None:
         raise SpecError(f"{path.name}: {_path(error).replace('spec', 'case', 1)}: {error.message}")
-    with np.load(path.with_name(doc.get("arrays", path.stem + ".npz")), allow_pickle=False) as npz:
-        params = {k.removeprefix("params/"): npz[k] for k in npz.files if k.startswith("params/")}
-        case = Case(doc["spec"], params, npz["x"], npz["y"], doc.get("id", path.stem), doc.get("meta", {}))
+    arrays = path.with_name(doc.get("arrays", path.stem + ".npz"))
+    try:
+        with np.load(arrays, allow_pickle=False) as npz:
+            missing = [k for k in ("x", "y") if k not in npz.files]
+            if missing:
+                raise SpecError(f"{arrays.name}: no array {missing[0]!r} (holds {sorted(npz.files)})")
+            params = {k.removeprefix("params/"): npz[k] for k in npz.files if k.startswith("params/")}
+            case = Case(doc["spec"], params, npz["x"], npz["y"], doc.get("id", path.stem), doc.get("meta", {}))
+    except FileNotFoundError:
+        raise SpecError(f"{path.name}: its arrays file {arrays.name} does not exist") from None
+    except ValueError as exc:          # pickled objects (refused), a file that is not an .npz
+        raise SpecError(f"{arrays.name}: cannot be read as plain arrays ({exc})") from None
+    if not _ID.match(case.id):
+        raise SpecError(f"{path.name}: id {case.id!r} must match {_ID.pattern}")
     return validate_case(case)
 
 

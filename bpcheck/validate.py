@@ -32,6 +32,7 @@ import click
 
 from bpcheck.classify import NOTES, REAL
 from bpcheck.report import DEFAULT_SEED, _choices  # same flags, same cases as `bpcheck report`
+from bpcheck.signals import EXIT_INTERRUPTED, Interrupted
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
 
 MIN_CASES = 100       # a PASS needs at least this many checked cases (--min-cases)
@@ -122,7 +123,6 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
     from bpcheck import strategies as bst
     from bpcheck.backends import AdapterError
     from bpcheck.generate import examples_for, generate_cases
-    from bpcheck.pool import run_cases
     from bpcheck.support import probe
     out_dir = Path(out_dir)
     edge_share = bst.EDGE_SHARE if edge_share is None else edge_share
@@ -149,27 +149,19 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
         clock.append(time.perf_counter())
         run = dict(out_dir=out_dir, jobs=jobs, who=backend.name, progress=progress,
                    backend=backend if jobs == 1 else None)
-        records = run_cases(cases, candidate, resume=resume, **run)
-        drawn = per_cell
-        for _ in range(TOP_UP_ROUNDS):           # declined combinations: draw more, within support
-            checked = sum(r["status"] == "ok" for r in records)
-            if checked >= min_cases or not cells or not any(r["status"] == "unsupported" for r in records):
-                break
-            accepted = max(checked / len(records), 0.05)         # the share of draws it takes
-            room = TOP_UP_LIMIT * min_cases - len(cases)
-            more = min(examples_for(math.ceil((min_cases - checked) / accepted), 1, len(cells)),
-                       room // len(cells))
-            if more < 1:
-                break
-            cases += generate_cases(seed, more, start=drawn, **grid)
-            drawn += more
-            records = run_cases(cases, candidate, resume=True, **run)
+        try:
+            records = _run_all(cases, candidate, run, grid, seed=seed, per_cell=per_cell, cells=cells,
+                               min_cases=min_cases, resume=resume)
+        except Interrupted as exc:
+            records, verdict["interrupted"] = exc.records, True
         clock.append(time.perf_counter())
         summary = summarize(records, strict=strict, min_cases=min_cases)
         verdict.update(name=backend.name, **_verdict_counts(summary), support=_support(support, cells),
                        per_cell=per_cell)
+        if verdict.get("interrupted"):
+            verdict["exit_code"] = EXIT_INTERRUPTED
         sections = []
-        if summary["failed"]:
+        if summary["failed"] and not verdict.get("interrupted"):
             from bpcheck.verdict import diagnosis_section
             first = min(summary["failed"], key=_size)
             case = next(c for c in cases if c.id == first["case"])
@@ -188,6 +180,28 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
         if hasattr(backend, "close"):
             backend.close()
     return verdict
+
+
+def _run_all(cases, candidate, run, grid, *, seed, per_cell, cells, min_cases, resume):
+    """Judge ``cases`` (appending to ``cases``), then top up while declined draws leave fewer than
+    ``min_cases`` checked: deterministic, so ``resume`` re-derives the same sequence."""
+    from bpcheck.generate import examples_for, generate_cases
+    from bpcheck.pool import run_cases
+    records = run_cases(cases, candidate, resume=resume, **run)
+    drawn = per_cell
+    for _ in range(TOP_UP_ROUNDS):           # declined combinations: draw more, within support
+        checked = sum(r["status"] == "ok" for r in records)
+        if checked >= min_cases or not cells or not any(r["status"] == "unsupported" for r in records):
+            break
+        accepted = max(checked / len(records), 0.05)         # the share of draws it takes
+        room = TOP_UP_LIMIT * min_cases - len(cases)
+        more = min(examples_for(math.ceil((min_cases - checked) / accepted), 1, len(cells)), room // len(cells))
+        if more < 1:
+            break
+        cases += generate_cases(seed, more, start=drawn, **grid)
+        drawn += more
+        records = run_cases(cases, candidate, resume=True, **run)
+    return records
 
 
 def _support(support, cells):
@@ -247,14 +261,16 @@ def _reports(records, out_dir, verdict, sections, timing):
 @click.option("--no-shrink", is_flag=True, help="Diagnose the smallest failing case as generated.")
 @click.option("--out", "out_dir", default="bpcheck-out/validate", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Where reports and the repro go.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/cases.jsonl.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON (stdout) instead of text.")
 def validate_command(target, exec_command, examples, min_cases, edge_share, seed, dtypes, losses, activations,
                      max_depth, timeout, jobs, in_process, memory_mb, strict, shrink_budget, no_shrink, out_dir,
-                     as_json):
+                     resume, as_json):
     """Check TARGET (module:function or path/to/file.py:function) or an --exec program.
 
     Exit code 0: every check passed on at least --min-cases checked cases; 1: a real
-    discrepancy (class bug or precision); 2: usage or adapter error, or too little checked.
+    discrepancy (class bug or precision); 2: usage or adapter error, or too little checked;
+    130: interrupted (Ctrl-C, SIGTERM): the report holds what was judged, --resume continues.
     """
     from bpcheck.report import default_jobs
     from bpcheck.signals import interruptible
@@ -268,7 +284,7 @@ def validate_command(target, exec_command, examples, min_cases, edge_share, seed
                                activations=activations, max_depth=max_depth, timeout=timeout, jobs=jobs,
                                shrink=not no_shrink, shrink_budget=shrink_budget, out_dir=out_dir,
                                edge_share=edge_share, min_cases=min_cases, strict=strict, in_process=in_process,
-                               memory_mb=memory_mb)
+                               memory_mb=memory_mb, resume=resume)
     if as_json:
         from bpcheck.records import jsonable   # non-finite floats as "inf"/"nan": strict JSON
         click.echo(json.dumps(jsonable(verdict), indent=2, allow_nan=False))

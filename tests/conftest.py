@@ -34,6 +34,25 @@ def pytest_configure_node(node):
     node.workerinput["bpcheck_seed"] = node.config.option.hypothesis_seed
 
 
+# Under CI a test skipped because a tool is missing (Chromium, Node.js) fails the run: those tests
+# must run there (.ci/run installs the tools), not pass by skipping.
+REQUIRE_TOOLS = os.environ.get("CI") == "true" or os.environ.get("BPCHECK_REQUIRE_TOOLS") == "1"
+_MISSING_TOOL = "is not installed"
+_missing = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and _MISSING_TOOL in str(report.longrepr):
+        _missing.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if REQUIRE_TOOLS and _missing and not hasattr(session.config, "workerinput"):
+        session.config.get_terminal_writer().line(
+            f"bpcheck: {len(_missing)} tests skipped for a missing tool under CI: {_missing[:3]}", red=True)
+        session.exitstatus = 1
+
+
 def pytest_report_header(config):
     seed = getattr(config.option, "hypothesis_seed", None)
     return (f"bpcheck: hypothesis profile {PROFILE!r} ({settings().max_examples} examples per property), "

@@ -327,11 +327,13 @@ def test_markdown_and_html_hold_the_tables_and_plots(small_run, tmp_path):
     assert re.search(r"\| float32 \| jax \| \d+ \|", md)
     page = (tmp_path / "index.html").read_text()
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 8  # 2 heatmaps, a histogram and a growth plot per dtype
+    assert len(images) == 4  # a heatmap and the distributions per dtype
     for data in images:
         import base64
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<p>Layer 1 is <em>wrong</em>.</p>" in page
+    assert page.index("Layer 1 is") < page.index('id="summary"')          # the diagnosis comes first
+    assert "median error in u over layer × loss</h3>" in page and 'style="background:#' in page
     assert (tmp_path / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
 
