@@ -41,12 +41,12 @@ def load_case():
 
 def call_python(target, spec, params, x, y):
     module_name, _, attr = target.rpartition(":")
+    sys.path.insert(0, CONFIG.get("cwd", "."))           # as in bpcheck's run: imports resolve from there
     if module_name.endswith(".py"):
         loader = importlib.util.spec_from_file_location("repro_target", module_name)
         module = importlib.util.module_from_spec(loader)
         loader.loader.exec_module(module)
     else:
-        sys.path.insert(0, CONFIG.get("cwd", "."))
         module = importlib.import_module(module_name)
     return getattr(module, attr)(spec, params, x, y)
 

@@ -266,7 +266,7 @@ def as_backend(target, name=None):
 
 
 def assert_backprop(fn, *, examples=30, dtypes=None, losses=None, activations=None, max_depth=4,
-                    seed=0, shrink=True, shrink_budget=30.0, name=None):
+                    seed=0, shrink=True, shrink_budget=30.0, name=None, cases=None):
     """Assert that ``fn`` (``backprop(spec, params, x, y) -> dict``) computes correct gradients.
 
     Generates ``examples`` cases, judges each against the high-precision truth
@@ -275,13 +275,22 @@ def assert_backprop(fn, *, examples=30, dtypes=None, losses=None, activations=No
     Unsupported features (``NotImplementedError``) are skipped. A quarter of the
     cases come from the edge families (``bpcheck.strategies``). Deterministic
     for a given ``seed`` (``None``: a new one each run). Returns the search's
-    ``Outcome`` when nothing failed.
+    ``Outcome`` when nothing failed. ``cases``: check exactly these Cases instead
+    (regression cases, e.g. ``bpcheck.spec.load_case`` of a saved repro), no search.
     """
     __tracebackhide__ = True             # pytest shows the caller's line, not this function's
     from bpcheck import strategies as bst
     from bpcheck.diagnose import diagnose
     from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
     backend = as_backend(fn, name)
+    if cases is not None:
+        for case in cases:
+            judged = judge_case(case, backend)
+            if judged.failed:
+                raise AssertionError(f"{backend.name} is wrong on case {case.id}: {describe_case(case)}\n"
+                                     + (judged.error or diagnose(case, judged.result, judged.truth, judged.rows,
+                                                                 judged.findings).text()))
+        return Outcome(examples=len(cases))
     strategy = bst.cases(dtypes=dtypes or DTYPES, losses=losses or LOSSES,
                          activations=activations or ACTIVATIONS, max_depth=max_depth, arrays="seeded")
     outcome = search(backend, strategy, max_examples=examples, seed=seed, shrink=shrink, budget=shrink_budget)

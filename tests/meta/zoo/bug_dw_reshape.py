@@ -1,0 +1,127 @@
+"""Hand-written MLP backprop whose weight gradient is computed as ``a_prev.T @ delta`` -- the
+(fan_in, units) transpose -- and then ``.reshape``d to W's shape to silence the shape error.
+A reshape is not a transpose: the shape is right and the entries land in the wrong places.
+"""
+import math
+
+import numpy as np
+from scipy.special import erfc
+
+EXPECTED = {
+    "verdict": "fail",
+    "class": "bug",
+    "first_wrong": "W",
+    "equation": "BP4",
+    "family": "plain",
+    "shows_when": ("every layer with units > 1 and fan_in > 1; a single unit or a single input hides it"),
+}
+
+
+def sigmoid(z):
+    e = np.exp(-np.abs(z))  # e <= 1: no overflow on either side
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softplus(z):
+    return np.logaddexp(0, z)
+
+
+def normal_cdf(z):
+    return 0.5 * erfc(-z / math.sqrt(2))
+
+
+GELU_K, GELU_C = math.sqrt(2 / math.pi), 0.044715
+
+
+def gelu_tanh(z):
+    return 0.5 * z * (1 + np.tanh(GELU_K * (z + GELU_C * z**3)))
+
+
+def d_gelu_tanh(z):
+    t = np.tanh(GELU_K * (z + GELU_C * z**3))
+    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_K * (1 + 3 * GELU_C * z * z)
+
+
+# name -> (f, f'), both taking the pre-activation z
+ACTIVATIONS = {
+    "identity": (lambda z: z, np.ones_like),
+    "relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(z.dtype)),
+    "leaky_relu": (lambda z: np.where(z > 0, z, 0.01 * z),
+                   lambda z: np.where(z > 0, 1, 0.01).astype(z.dtype)),
+    "sigmoid": (sigmoid, lambda z: sigmoid(z) * sigmoid(-z)),
+    "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+    "softplus": (softplus, sigmoid),
+    "elu": (lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+            lambda z: np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(z.dtype)),
+    "gelu": (lambda z: z * normal_cdf(z),
+             lambda z: normal_cdf(z) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)),
+    "gelu_tanh": (gelu_tanh, d_gelu_tanh),
+    "silu": (lambda z: z * sigmoid(z), lambda z: sigmoid(z) * (1 + z * sigmoid(-z))),
+}
+
+# squared losses: C = scale * sum (a - y)^2, scale from (batch, number of entries)
+SQUARED = {
+    "sse": lambda batch, n: 1.0,
+    "half_sse": lambda batch, n: 0.5,
+    "mse": lambda batch, n: 1 / n,
+    "quadratic": lambda batch, n: 1 / (2 * batch),
+}
+LOSSES = set(SQUARED) | {"binary_cross_entropy", "bce_with_logits", "softmax_cross_entropy"}
+
+
+def loss_and_output_delta(spec, z, a, y):
+    """The loss C and delta_L = dC/dz_L of the last layer (BP1)."""
+    name, n, batch = spec["loss"], a.size, a.shape[0]
+    d_act = ACTIVATIONS[spec["layers"][-1]["activation"]][1]
+    if name in SQUARED:
+        r = a - y
+        scale = SQUARED[name](batch, n)
+        return scale * np.sum(r * r), 2 * scale * r * d_act(z)
+    if name in ("binary_cross_entropy", "bce_with_logits"):
+        # both read from the logits z: -log sigmoid(z) = softplus(-z), -log(1 - sigmoid(z)) = softplus(z)
+        loss = np.sum(y * softplus(-z) + (1 - y) * softplus(z)) / n
+        return loss, (sigmoid(z) - y) / n
+    rows = np.arange(batch)  # softmax_cross_entropy; y holds class indices
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    loss = np.sum(np.log(total[:, 0]) - shifted[rows, y]) / batch
+    g = e / total
+    g[rows, y] -= 1
+    return loss, g / batch
+
+
+def backprop(spec, params, x, y):
+    dtype = np.dtype(spec["dtype"])
+    layers = spec["layers"]
+    if spec["loss"] not in LOSSES:
+        raise NotImplementedError(spec["loss"])
+    for layer in layers:
+        if layer["activation"] not in ACTIVATIONS:
+            raise NotImplementedError(layer["activation"])
+    W = [np.asarray(params[f"layers.{i}.W"], dtype) for i in range(len(layers))]
+    b = [np.asarray(params[f"layers.{i}.b"], dtype) for i in range(len(layers))]
+    x = np.asarray(x, dtype)
+    y = np.asarray(y) if spec["loss"] == "softmax_cross_entropy" else np.asarray(y, dtype)
+
+    zs, acts, a = [], [], x
+    for i, layer in enumerate(layers):
+        z = a @ W[i].T + b[i]
+        a = ACTIVATIONS[layer["activation"]][0](z)
+        zs.append(z)
+        acts.append(a)
+
+    loss, delta = loss_and_output_delta(spec, zs[-1], acts[-1], y)
+    grads, deltas = {}, {}
+    for i in reversed(range(len(layers))):
+        if i < len(layers) - 1:
+            delta = (delta @ W[i + 1]) * ACTIVATIONS[layers[i]["activation"]][1](zs[i])  # BP2
+        a_prev = acts[i - 1] if i > 0 else x
+        deltas[f"layers.{i}"] = delta
+        grads[f"layers.{i}.b"] = delta.sum(axis=0)  # BP3
+        grads[f"layers.{i}.W"] = (a_prev.T @ delta).reshape(W[i].shape)  # BP4, "fixed" to the shape of W
+    input_grad = delta @ W[0]
+
+    names = [f"layers.{i}" for i in range(len(layers))]
+    return {"loss": float(loss), "grads": grads, "input_grad": input_grad, "deltas": deltas,
+            "activations": dict(zip(names, acts)), "pre_activations": dict(zip(names, zs))}
