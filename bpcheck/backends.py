@@ -44,8 +44,10 @@ class PythonBackend:
                 result = self.fn(*args)
         except NotImplementedError as exc:
             raise Unsupported(f"{self.name}: {exc or 'not implemented'}") from None
-        except Exception as exc:  # the target's bug is a verdict, not our crash
-            raise AdapterError(f"{self.name} raised {type(exc).__name__}: {exc}") from exc
+        except AdapterError:
+            raise
+        except (Exception, SystemExit, GeneratorExit) as exc:  # the target's bug is a verdict, not our exit
+            raise AdapterError(f"{self.name} raised {type(exc).__name__}: {exc}") from None
         try:
             result = validate_result(result, case, who=self.name)
         except ResultError as exc:

@@ -129,8 +129,9 @@ def hints(row, result, truth, case):
 
     def close(a, b):
         a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-        return a.shape == b.shape and bool(np.all(np.isfinite(a))) and (
-            np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float64).tiny) / u <= limit)
+        with np.errstate(all="ignore"):
+            return a.shape == b.shape and bool(np.all(np.isfinite(a))) and bool(
+                np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float64).tiny) / u <= limit)
     if not np.all(np.isfinite(g)):
         return ["NaN or infinity in the result: an overflow (exp of a large z?) or 0/0"]
     out = []

@@ -1,13 +1,20 @@
-"""The cases of a run: ``examples`` per loss x activation x dtype cell, a share from the edge families.
+"""The cases of a run: ``examples`` plain cases per loss x activation x dtype cell, plus edge cases.
 
 ``generate_cases(seed, examples, ...)`` draws with ``bpcheck.strategies``'
 recipe from a NumPy generator seeded by (seed, cell, index): the same
 arguments give the same cases, and a cell's cases do not depend on which other
 cells are drawn. In each cell the cell's activation is put on at least one
-layer; depths step through 1..max_depth across the grid. A share
-``edge_share`` of the cases (default 25%) comes from the edge families
-(``strategies.EDGE_FAMILIES``), the rest are plain. Ids look like
-``c0042-mse-tanh-float32``; ``meta`` records seed, family and cell.
+layer; depths step through 1..max_depth across the grid. Ids look like
+``c0042-mse-tanh-float32``.
+
+Then the edge cases, ``edge_share`` of the whole run (default 40%): the edge
+families (``strategies.EDGE_FAMILIES``) in turn, each family's cases walking
+through the losses, the activations and the dtypes at once, so that once there
+are more than 8 x 10 of them every family has met every loss and every
+activation (a bug that shows only for softmax logits near the exp overflow, or
+only at an exact zero of leaky_relu, is drawn on purpose, not by luck). Their
+ids look like ``e0007-exp_overflow-mse-elu-float64``; ``meta`` records seed,
+family and cell.
 
 ``Support`` is what an implementation accepts; cells it cannot take are left
 out, and the activations it lacks never appear in other cells' hidden layers,
@@ -64,29 +71,59 @@ def _seed(*parts):
 
 def generate_cases(seed, examples, *, losses=LOSSES, activations=ACTIVATIONS, dtypes=DTYPES, max_depth=6,
                    edge_share=bst.EDGE_SHARE, support=None, start=0):
-    """``examples`` cases per supported cell (see the module docstring). ``start`` offsets the
-    per-cell index, so a second call continues the same sequence with new cases."""
+    """``examples`` plain cases per supported cell and the edge cases (see the module docstring).
+    ``start`` offsets the per-cell index (and the edge sequence), so a second call continues the
+    same sequence with new cases."""
     check_choices(losses, activations, dtypes, max_depth)
+    if not 0 <= edge_share < 1:
+        raise ValueError(f"edge_share {edge_share}: must be in [0, 1)")
     support = support or Support()
     cells = support.cells(losses, activations, dtypes, max_depth)
     pool = [a for a in activations if a in support.activations]
     cases = []
     for k in range(start, start + examples):
         for c, (loss, act, dtype) in enumerate(cells):
-            rng = np.random.default_rng(_seed(seed, loss, act, dtype, k))
-            d = bst.NumpyDraws(rng)
-            family = bst.pick_family(d, edge_share)
-            depth = (k + c) % max_depth + 1
-            if depth == 1 and LAST_ACTIVATION.get(loss, act) != act:
-                depth = 2                  # the loss fixes the last activation: act needs a hidden layer
-            spec = bst.draw_spec(d, family, activations=pool, losses=[loss], dtypes=[dtype],
-                                 min_depth=depth, max_depth=depth, force=act)
-            case = bst.draw_case(d, spec, family)
-            case.id = f"c{len(cases) + start * len(cells):04d}-{loss}-{act}-{dtype}"
-            case.meta = {"seed": seed, "index": k, "family": family,
-                         "cell": {"loss": loss, "activation": act, "dtype": dtype}}
+            depth = _depth(loss, act, (k + c) % max_depth + 1)
+            case = _draw(seed, "plain", loss, act, dtype, depth, k, pool)
+            case.id = f"c{k * len(cells) + c:04d}-{loss}-{act}-{dtype}"
             cases.append(case)
+    if not cells or not edge_share:
+        return cases
+    per_example = len(cells) * edge_share / (1 - edge_share)
+    first, last = round(start * per_example), round((start + examples) * per_example)
+    cell_losses = [l for l in losses if any(c[0] == l for c in cells)]
+    cell_dtypes = [d for d in dtypes if any(c[2] == d for c in cells)]
+    families = bst.EDGE_FAMILIES
+    for j in range(first, last):
+        family, t = families[j % len(families)], j // len(families)
+        loss = cell_losses[t % len(cell_losses)]
+        act = pool[(t + j % len(families)) % len(pool)]
+        dtype = cell_dtypes[(t + j) % len(cell_dtypes)]     # a pair's next visit takes the other dtype
+        if (loss, act, dtype) not in cells:        # e.g. a loss whose last activation is not supported
+            act = next(a for l, a, d in cells if l == loss and d == dtype) if any(
+                l == loss and d == dtype for l, _, d in cells) else None
+            if act is None:
+                continue
+        depth = _depth(loss, act, t % max_depth + 1)
+        case = _draw(seed, family, loss, act, dtype, depth, j, pool)
+        case.id = f"e{j:04d}-{family}-{loss}-{act}-{dtype}"
+        cases.append(case)
     return cases
+
+
+def _depth(loss, act, depth):
+    """At least 2 layers where the loss fixes the last activation and ``act`` needs a hidden layer."""
+    return 2 if depth == 1 and LAST_ACTIVATION.get(loss, act) != act else depth
+
+
+def _draw(seed, family, loss, act, dtype, depth, index, pool):
+    d = bst.NumpyDraws(np.random.default_rng(_seed(seed, family, loss, act, dtype, index)))
+    spec = bst.draw_spec(d, family, activations=pool, losses=[loss], dtypes=[dtype],
+                         min_depth=depth, max_depth=depth, force=act)
+    case = bst.draw_case(d, spec, family, focus=act)
+    case.meta = {"seed": seed, "index": index, "family": family,
+                 "cell": {"loss": loss, "activation": act, "dtype": dtype}}
+    return case
 
 
 def examples_for(min_cases, examples, n_cells):

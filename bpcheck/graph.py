@@ -7,10 +7,12 @@ a kink or convention, red a real discrepancy (darker the further past the
 tolerance), grey a tensor the implementation did not report. z_i is coloured by
 delta_i = dC/dz_i, a_i by the forward activation, x by the input gradient. The
 first wrong link (``bpcheck.diagnose``) gets a thick outline, so the eye lands on
-it. Every string is escaped; hovering a node shows its full row.
+it. Every string is escaped (control characters too: SVG is XML); hovering a node shows its full row.
 """
 import math
-from html import escape
+import html
+
+from bpcheck.records import printable
 
 from bpcheck.compare import describe
 
@@ -52,13 +54,13 @@ def _node(cx, cy, label, row, first, uid, note=None, width=_W):
         tip = f"{label}: {_err(row)}" + (f" (tolerance {row['tol_u']:.3g} u)" if row else "")
     lines = [(label, 14)] + ([(note, 10)] if note else []) + [(_err(row), 10)]
     height = _H + 12 * (len(lines) - 2)
-    out = [f'<g class="node" id="{uid}"><title>{escape(tip)}</title>',
+    out = [f'<g class="node" id="{uid}"><title>{_escape(tip)}</title>',
            f'<rect x="{cx - width / 2}" y="{cy - height / 2}" width="{width}" height="{height}" rx="8" '
            f'fill="{fill}"{stroke}/>']
     y = cy - height / 2 + 16
     for text, size in lines:
         out.append(f'<text x="{cx}" y="{y}" text-anchor="middle" font-size="{size}" '
-                   f'fill="{text_fill}">{escape(text)}</text>')
+                   f'fill="{text_fill}">{_escape(text)}</text>')
         y += size + 3
     out.append("</g>")
     if is_first:
@@ -82,7 +84,7 @@ def graph_svg(case, rows, first=None, *, uid="bpg"):
     marker = f"{uid}-arrow"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="bpcheck-graph" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" font-family="sans-serif" role="img" '
-             f'aria-label="{escape(f"computation graph of case {case.id}")}">',
+             f'aria-label="{_escape(f"computation graph of case {case.id}")}">',
              f'<defs><marker id="{marker}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
              'markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/>'
              '</marker></defs>']
@@ -111,6 +113,10 @@ def graph_svg(case, rows, first=None, *, uid="bpg"):
     for k, (fill, text) in enumerate(legend):
         lx = 10 + k * 150
         parts.append(f'<rect x="{lx}" y="{height - 18}" width="12" height="12" fill="{fill}" stroke="#555"/>'
-                     f'<text x="{lx + 17}" y="{height - 8}" font-size="11">{escape(text)}</text>')
+                     f'<text x="{lx + 17}" y="{height - 8}" font-size="11">{_escape(text)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _escape(text):
+    return html.escape(printable(text), quote=True)

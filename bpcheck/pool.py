@@ -54,7 +54,7 @@ class Candidate:
         if self.isolate and self.target not in BUILTINS:
             return isolated_python(self.target, timeout=self.timeout, memory_mb=self.memory_mb)
         from bpcheck.backends import load_target
-        return load_target(self.target, self.name or self.target, timeout=self.timeout if self.isolate else None)
+        return load_target(self.target, self.name or self.target, timeout=self.timeout)
 
 
 def set_single_thread(environ=os.environ):
@@ -105,11 +105,12 @@ def _failed(case, who, message, stage="candidate"):
 # ---- running ----------------------------------------------------------------
 
 def run_cases(cases, candidate, *, out_dir, jobs=1, resume=False, who=None, oracles=(), progress=True,
-              chunk=None, backend=None):
+              chunk=None, backend=None, observe=None):
     """Judge ``cases``; one JSON line per case in ``out_dir/cases.jsonl``; records in case order.
 
     ``candidate`` is a ``Candidate`` (or a target string). ``backend``: an already built
-    backend for ``jobs == 1`` (it is then used instead of building one).
+    backend for ``jobs == 1`` (it is then used instead of building one). ``observe(record)``
+    is called for each record as it is written.
     """
     from bpcheck.progress import Progress
     if isinstance(candidate, str):
@@ -146,6 +147,8 @@ def run_cases(cases, candidate, *, out_dir, jobs=1, resume=False, who=None, orac
             out.flush()
             done[record["case"]] = record
             bar.advance(record)
+            if observe is not None:
+                observe(record)
         try:
             if jobs == 1:
                 _run_here(chunks, candidate, backend, who, oracles, emit)

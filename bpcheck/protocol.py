@@ -139,9 +139,7 @@ class _Child:
                 chunk = os.read(fd, 1 << 16)
             except OSError:
                 chunk = b""
-            if not chunk:
-                if self.partial:
-                    self.lines.put(self.partial)
+            if not chunk:               # an unterminated last line stays in self.partial: a torn reply
                 self.lines.put(_EOF)
                 return
             *complete, self.partial = (self.partial + chunk).split(b"\n")
@@ -323,7 +321,9 @@ class SubprocessBackend:
             raise AdapterError(f"{where}: no reply within the timeout of {self.timeout:g} s{partial}; "
                                "the program was killed and will be restarted")
         if line is _EOF:
-            raise AdapterError(f"{where}: the program {self._child.exit_status()} before replying"
+            partial = (f" (it had written part of a line: {_quote(self._child.partial)})"
+                       if self._child.partial else "")
+            raise AdapterError(f"{where}: the program {self._child.exit_status()} before replying{partial}"
                                f"{self._child.stderr_tail()}")
         try:
             reply = json.loads(line)

@@ -10,6 +10,7 @@ Non-finite floats are written as the strings "inf", "-inf" and "nan"
 """
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,23 @@ def case_from_json(doc):
                 arr(doc["y"]), doc["id"], doc.get("meta", {}))
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text):
+    """``text`` safe to write anywhere: lone surrogates (undecodable file names) and control
+    characters other than tab and newline shown as backslash escapes."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def jsonable(value):
-    """``value`` with numpy scalars and arrays made plain and non-finite floats as strings."""
+    """``value`` with numpy scalars and arrays made plain, non-finite floats as strings, and
+    every string ``printable``."""
+    if isinstance(value, str):
+        return printable(value)
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {printable(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):

@@ -11,6 +11,7 @@ import html
 import json
 import math
 
+from bpcheck.records import printable
 from bpcheck.report import GROUPINGS, POSITIONS, _flags, _index
 from bpcheck.spec import ACTIVATIONS, LOSSES
 
@@ -107,7 +108,7 @@ def ratio_table(report, dtype, oracle):
 def _md_cell(text):
     """Text for a Markdown table cell or a line: Markdown's specials backslash-escaped, & < > as
     entities, newlines as spaces -- a candidate's string cannot become markup or a tag."""
-    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.translate(str.maketrans({c: "\\" + c for c in "\\`*_[]|#!"})).replace("\n", " ")
 
 
@@ -177,8 +178,8 @@ def render_markdown(report, extra_sections=()):
 # ---- HTML --------------------------------------------------------------------
 
 def e(text):
-    """Escape anything for HTML text and attribute values."""
-    return html.escape(str(text), quote=True)
+    """Escape anything for HTML text and attribute values (control characters shown as escapes)."""
+    return html.escape(printable(text), quote=True)
 
 
 CSS = """

@@ -3,8 +3,8 @@
 The property runs under ``@given`` over ``bpcheck.strategies`` with no example
 database and no deadline; the test body judges each case and raises when the
 candidate is really wrong (class bug or precision, or -- if asked -- when it
-raises) *in the same way* as the first failure (``signature``: the tensor of
-the first wrong link), so the shrink cannot wander off to another failure.
+raises) *in the same way* as the first failure (``signature``: the tensor and
+class of the first wrong link), so the shrink cannot wander off to another failure.
 Hypothesis then shrinks: fewer layers, fewer units, a smaller batch, simpler
 values. A closure remembers every failing case, so the smallest one is at hand
 even when the shrink budget runs out. Two deterministic passes finish the job
@@ -81,15 +81,15 @@ class Outcome:
 
 
 def signature(judged):
-    """What kind of failure: the tensor of the first wrong link ("delta", "W", "loss", ...), the kind of a
-    case-level finding, or "error". (Not its class: bug and precision differ only in how far off,
-    which shrinking changes.)"""
+    """What kind of failure: the tensor and class of the first wrong link ("delta:bug", "loss:precision",
+    ...), the kind of a case-level finding, or "error". The shrink keeps it, so it cannot wander off to
+    another failure -- nor from a NaN to a few lost digits in the same tensor."""
     from bpcheck.diagnose import first_divergence
     if not judged.failures:
         return "error"
     first = first_divergence(judged.rows)
     if first is not None and first["class"] in REAL:
-        return first["tensor"]
+        return f"{first['tensor']}:{first['class']}"
     return next(f["kind"] for f in judged.findings if f["class"] in REAL)
 
 

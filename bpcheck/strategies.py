@@ -9,16 +9,17 @@ backprop code breaking:
 | family | what it draws | what it exposes |
 |---|---|---|
 | zero_kinks | exact zeros z = 0: zero rows of x with zero biases, and dead units (zero W row and bias) | derivatives at the kink (0/0, relu'(0)) |
-| exp_overflow | one layer scaled so max abs z reaches 80-100 (float32) or 700-740 (float64) | exp overflow, also in the unused branch of a `where`; softmax shifted by the wrong max |
-| saturated | one layer scaled so max abs z reaches 8-40 | saturated sigmoid/tanh/softplus/gelu/elu tails, log(sigmoid) |
-| one_unit | hidden layers of one unit | squeezes, broadcasting slips |
+| exp_overflow | a hidden layer (the focus activation's) and the output layer scaled so max z reaches 85-100 (float32) or 700-740 (float64) | exp overflow, also in the unused branch of a `where`; softmax shifted by the wrong max |
+| saturated | the same, max abs z 8-40 | saturated sigmoid/tanh/softplus/gelu/elu tails, log(sigmoid) |
+| one_unit | layers of one unit (the output too, but for softmax) | squeezes, broadcasting slips |
 | square | every layer square (units = fan_in) | transposes that square shapes cannot reveal |
 | batch1 | batch 1 | squeezed batch axes |
 | wide_batch | batch 32-128 | reductions over the batch, sums of many terms |
 | zero_x | x all zero (the only family where it is) | every layer-0 W gradient exactly zero |
 
-``EDGE_SHARE`` (25%) of the cases of a run come from the edge families, the
-rest are plain. Shapes come from the family (``one_unit``, ``square``,
+``EDGE_SHARE`` (40%) of the cases of a run come from the edge families, the
+rest are plain (``bpcheck.generate`` spreads them so that every family meets
+every loss and every activation). Shapes come from the family (``one_unit``, ``square``,
 ``batch1``, ``wide_batch``), values from the family's recipe applied to plain
 draws.
 
@@ -39,10 +40,10 @@ from bpcheck.spec import ACTIVATIONS, DTYPES, LAST_ACTIVATION, LOSSES, Case, par
 FAMILIES = ("plain", "zero_kinks", "exp_overflow", "saturated", "one_unit", "square", "batch1",
             "wide_batch", "zero_x")
 EDGE_FAMILIES = FAMILIES[1:]
-EDGE_SHARE = 0.25
+EDGE_SHARE = 0.4
 # Families that fix shapes; the others only change values (and can follow any spec strategy).
 SHAPE_FAMILIES = ("one_unit", "square", "batch1", "wide_batch")
-OVERFLOW_Z = {"float32": (80.0, 100.0), "float64": (700.0, 740.0)}
+OVERFLOW_Z = {"float32": (85.0, 100.0), "float64": (700.0, 740.0)}     # exp overflows past 88.7 / 709.8
 SATURATED_Z = (8.0, 40.0)
 
 
@@ -113,7 +114,7 @@ def draw_spec(d, family="plain", *, activations=ACTIVATIONS, losses=LOSSES, dtyp
         last = i == depth - 1
         if square is not None:
             units = square
-        elif family == "one_unit" and not last:
+        elif family == "one_unit" and (not last or loss != "softmax_cross_entropy"):
             units = 1
         else:
             units = d.integer(2 if last and loss == "softmax_cross_entropy" else lo_width, max_width)
@@ -135,9 +136,10 @@ def draw_batch(d, family, max_batch=8):
     return d.integer(2, max_batch)
 
 
-def draw_case(d, spec, family="plain", *, batch=None):
+def draw_case(d, spec, family="plain", *, batch=None, focus=None):
     """A Case of ``family`` for ``spec``: parameters, inputs and valid targets (float64 math, then
-    cast once to the spec's dtype)."""
+    cast once to the spec's dtype). ``focus``: the activation the family's values aim at (the
+    exp_overflow and saturated families scale its first hidden layer, then the output layer)."""
     dtype = spec["dtype"]
     batch = draw_batch(d, family) if batch is None else batch
     params = {}
@@ -162,7 +164,7 @@ def draw_case(d, spec, family="plain", *, batch=None):
         _zero_kinks(d, spec, params, x)
     elif family in ("exp_overflow", "saturated"):
         lo, hi = OVERFLOW_Z[dtype] if family == "exp_overflow" else SATURATED_Z
-        _scale_layer(d, spec, params, x, lo, hi)
+        _scale_layers(d, spec, params, x, lo, hi, focus, positive=family == "exp_overflow")
     cast = {k: v.astype(dtype) for k, v in params.items()}
     y = y if spec["loss"] == "softmax_cross_entropy" else y.astype(dtype)
     return Case(spec, cast, x.astype(dtype), y, id="generated", meta={"family": family})
@@ -183,21 +185,23 @@ def _zero_kinks(d, spec, params, x):
             params[f"layers.{i}.b"][j] = 0.0
 
 
-def _scale_layer(d, spec, params, x, lo, hi):
-    """Scale one layer's W and b (the output layer half the time) so that its largest |z|,
-    in the float64 forward pass of the drawn values, lands in [lo, hi]."""
+def _scale_layers(d, spec, params, x, lo, hi, focus=None, positive=False):
+    """Scale W and b of the first hidden layer with activation ``focus`` (else of a drawn hidden
+    layer, if any) and of the output layer so that each one's largest |z| (largest z, with
+    ``positive``: where exp overflows), in the float64 forward pass of the drawn values, lands in
+    [lo, hi]: the activation and the logits both reach the edge."""
     depth = len(spec["layers"])
-    target = depth - 1 if d.integer(0, 1) else d.integer(0, depth - 1)
+    hidden = [i for i, layer in enumerate(spec["layers"][:-1]) if focus is None or layer["activation"] == focus]
+    targets = {depth - 1} | ({hidden[0] if focus else d.choice(hidden)} if hidden else set())
     a = x
     for i, layer in enumerate(spec["layers"]):
         W, b = params[f"layers.{i}.W"], params[f"layers.{i}.b"]
         z = a @ W.T + b
-        if i == target:
-            peak = float(np.max(np.abs(z)))
-            if peak > 1e-3:              # a layer with nothing to scale keeps its values
-                factor = d.uniform((), lo, hi).item() / peak
-                params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor
-            return
+        peak = float(np.max(z) if positive and np.max(z) > 1e-3 else np.max(np.abs(z)))
+        if i in targets and peak > 1e-3:       # a layer with nothing to scale keeps its values
+            factor = d.uniform((), lo, hi).item() / peak
+            params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor
+            z = z * factor
         a = rounding.activation(layer["activation"], z)[0]
 
 
@@ -205,7 +209,7 @@ def numpy_case(rng, *, family="plain", force=None, **spec_options):
     """One case from a NumPy generator: the runner's fast path (same recipe as ``cases``)."""
     d = NumpyDraws(rng)
     spec = draw_spec(d, family, force=force, **spec_options)
-    return draw_case(d, spec, family)
+    return draw_case(d, spec, family, focus=force)
 
 
 def pick_family(d, edge_share=EDGE_SHARE, families=EDGE_FAMILIES):

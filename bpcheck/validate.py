@@ -68,6 +68,11 @@ def summarize(records, *, strict=False, min_cases=0):
     return out
 
 
+def _severity_then_size(record):
+    bug = any(r["class"] == "bug" for r in record["rows"] + record["findings"])
+    return (0 if bug else 1,) + _size(record)
+
+
 def _size(record):
     spec = record["spec"]
     return (len(spec["layers"]), sum(l["units"] for l in spec["layers"]) + spec["input_dim"], record["batch"])
@@ -84,11 +89,13 @@ def shrink_failure(record, case, backend, *, seed, budget, shrink=True):
     families = ("plain",) if family == "plain" else (family,)
     strategy = bst.cases(activations=used, losses=[spec["loss"]], dtypes=[spec["dtype"]],
                          max_depth=len(spec["layers"]), families=families, arrays="seeded")
-    first = first_divergence(record["rows"]) or {"tensor": "finding"}
+    first = first_divergence(record["rows"])
+    target = (f"{first['tensor']}:{first['class']}" if first is not None and first["class"] in REAL
+              else next((f["kind"] for f in record["findings"] if f["class"] in REAL), None))
     outcome = Outcome()
     if shrink:
         outcome = search(backend, strategy, max_examples=50, seed=seed, budget=budget, errors_fail=False,
-                         target=first["tensor"])
+                         target=target)
     if outcome.judged is None:           # not reproduced (or not asked): the run's own case
         judged = judge_case(case, backend)
         outcome.judged = cut_front(judged, backend) if shrink and judged.failures else judged
@@ -147,8 +154,13 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
                     max_depth=max_depth, edge_share=edge_share, support=support)
         cases = generate_cases(seed, per_cell, **grid)
         clock.append(time.perf_counter())
+        first_failure = []
+
+        def observe(record):                 # when the first failing case came back
+            if not first_failure and any(r["class"] in REAL for r in record["rows"] + record["findings"]):
+                first_failure.append(time.perf_counter() - clock[0])
         run = dict(out_dir=out_dir, jobs=jobs, who=backend.name, progress=progress,
-                   backend=backend if jobs == 1 else None)
+                   backend=backend if jobs == 1 else None, observe=observe)
         try:
             records = _run_all(cases, candidate, run, grid, seed=seed, per_cell=per_cell, cells=cells,
                                min_cases=min_cases, resume=resume)
@@ -163,7 +175,7 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
         sections = []
         if summary["failed"] and not verdict.get("interrupted"):
             from bpcheck.verdict import diagnosis_section
-            first = min(summary["failed"], key=_size)
+            first = min(summary["failed"], key=_severity_then_size)       # a bug before a precision loss
             case = next(c for c in cases if c.id == first["case"])
             outcome = shrink_failure(first, case, backend, seed=seed, budget=shrink_budget, shrink=shrink)
             found, section = diagnosis_section(outcome, first, backend, out_dir, target=target,
@@ -174,7 +186,8 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
         verdict["timing"] = {"generate_seconds": round(clock[1] - clock[0], 3),
                              "run_seconds": round(clock[2] - clock[1], 3),
                              "diagnose_seconds": round(clock[3] - clock[2], 3),
-                             "cases_per_second": round(len(records) / max(clock[2] - clock[1], 1e-9), 2)}
+                             "cases_per_second": round(len(records) / max(clock[2] - clock[1], 1e-9), 2),
+                             "first_failure_seconds": round(first_failure[0], 3) if first_failure else None}
         verdict["reports"] = _reports(records, out_dir, verdict, sections, verdict["timing"])
     finally:
         if hasattr(backend, "close"):
@@ -195,7 +208,9 @@ def _run_all(cases, candidate, run, grid, *, seed, per_cell, cells, min_cases, r
             break
         accepted = max(checked / len(records), 0.05)         # the share of draws it takes
         room = TOP_UP_LIMIT * min_cases - len(cases)
-        more = min(examples_for(math.ceil((min_cases - checked) / accepted), 1, len(cells)), room // len(cells))
+        per_example = len(cells) / (1 - grid["edge_share"])                 # plain and edge cases per example
+        more = min(examples_for(math.ceil((min_cases - checked) / accepted), 1, len(cells)),
+                   int(room // per_example))
         if more < 1:
             break
         cases += generate_cases(seed, more, start=drawn, **grid)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bpcheck.diagnose import diagnose
 from bpcheck.graph import graph_svg
+from bpcheck.records import printable
 from bpcheck.render import md_text
 from bpcheck.repro import write_repro
 from bpcheck.search import describe_case
@@ -40,6 +41,8 @@ def diagnosis_section(outcome, record, backend, out_dir, *, target=None, exec_co
     if d.first is not None:
         found.update(layer=d.first["layer"], tensor=d.first["tensor"], **{"class": d.first["class"]},
                      err_u=d.first["err_u"], tol_u=d.first["tol_u"])
+    elif d.findings:
+        found.update(finding=d.findings[0]["kind"], **{"class": d.findings[0]["class"]})
     how = (f"shrunk in {outcome.shrink_seconds:.1f} s from case {record['case']}" if not outcome.note
            else f"{outcome.note}; case {record['case']}")
     rerun = f"python {script}"
@@ -108,4 +111,4 @@ def verdict_text(verdict):
                      f"{t['diagnose_seconds']:.1f} s to shrink and diagnose")
     word = {0: "PASS", 1: "FAIL", 2: "ERROR", 130: "INTERRUPTED"}[verdict["exit_code"]]
     lines.append(f"verdict: {word} (exit {verdict['exit_code']})")
-    return "\n".join(lines)
+    return printable("\n".join(lines))

@@ -46,7 +46,8 @@ Padding, and why each piece is an exact no-op:
 - Chunks: the number of cases pads to ``CHUNK`` with filler cases (x = 0,
   pass-through layers into one zero unit) whose results are dropped, so the
   case dimension never recompiles (one chunk size per bucket: fewer cases in
-  bigger buckets, see ``CHUNK_VOLUME``); a bucket's lone case runs alone.
+  bigger buckets, see ``CHUNK_VOLUME``), a lone case too: its numbers do not
+  depend on which other cases share the call.
 The values are what JAX computes for the unpadded network: the same
 elementwise ops on the same values, up to the order of floating-point sums
 (which XLA may also fuse differently: a last-bit difference in an
@@ -255,8 +256,9 @@ def backprop_many(items):
         groups[(_bucket(spec, np.shape(x)[0]), dtype)].append(index)
     results = [None] * len(items)
     for ((depth, width, batch), dtype), indices in groups.items():
-        # A lone case need not pay for fillers; in big buckets fillers are not free either.
-        size = 1 if len(indices) == 1 else max(1, min(CHUNK, CHUNK_VOLUME // _volume(depth, width, batch)))
+        # One chunk size per bucket, a lone case included: a case's numbers must not depend on which
+        # other cases share its call (bpcheck's reports must not depend on --jobs); fillers cost ~40 us.
+        size = max(1, min(CHUNK, CHUNK_VOLUME // _volume(depth, width, batch)))
         for start in range(0, len(indices), size):
             chunk = indices[start:start + size]
             args = _pack([items[i] for i in chunk], size, depth, width, batch, dtype)
@@ -268,5 +270,5 @@ def backprop_many(items):
 
 
 def backprop(spec, params, x, y):
-    """One case's Result (a chunk of one: no filler cases to pay for)."""
+    """One case's Result (in its bucket's chunk, with filler cases)."""
     return backprop_many([(spec, params, x, y)])[0]

@@ -102,11 +102,11 @@ def test_a_bug_behind_a_kink_is_still_a_bug():
 
 
 def test_bp2_slips_are_recognised():
-    from tests.meta.broken import missing_activation_derivative
+    from tests.meta.zoo import load
     case = vector_case("half_sse", "tanh", "float64")
     truth = exact(case)
     for fn, expected in [(load_target(BUGGY_MLP).fn, "matches BP2 with tanh'(a) instead of tanh'(z)"),
-                         (missing_activation_derivative, "matches BP2 without the ⊙ f'(z) factor")]:
+                         (load("bug_middle_layers").backprop, "matches BP2 without the ⊙ f'(z) factor")]:
         result = validate_result(fn(case.spec, case.params, case.x, case.y), case)
         j = judge(case, result, who=fn.__name__, truth=truth)
         d = diagnose(case, result, truth, j.rows)

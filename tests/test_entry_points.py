@@ -10,7 +10,6 @@ note) and a dtype limit (a pass with a note), each judged for a correct and a wr
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

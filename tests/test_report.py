@@ -54,15 +54,21 @@ def build_report(records, out, **kw):
 
 # ---- generation --------------------------------------------------------------
 
-def test_generate_covers_the_grid_and_every_depth():
+def test_generate_covers_the_grid_every_depth_and_every_edge_family():
     cases = generate_cases(3, 3, losses=["mse", "binary_cross_entropy"],
-                                  activations=["relu", "gelu", "identity"])
-    assert len(cases) == 2 * 3 * 2 * 3
+                           activations=["relu", "gelu", "identity"])
+    plain = [c for c in cases if c.meta["family"] == "plain"]
+    edge = [c for c in cases if c.meta["family"] != "plain"]
+    assert len(plain) == 2 * 3 * 2 * 3 and len(edge) == round(len(plain) * 0.4 / 0.6)
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids)
-    assert all(re.fullmatch(r"c\d{4}-[a-z_]+-[a-z_]+-float(32|64)", i) for i in ids)
-    cells = {(c.meta["cell"]["loss"], c.meta["cell"]["activation"], c.meta["cell"]["dtype"]) for c in cases}
+    assert all(re.fullmatch(r"c\d{4}-[a-z_]+-[a-z_]+-float(32|64)", c.id) for c in plain)
+    assert all(re.fullmatch(rf"e\d{{4}}-{c.meta['family']}-[a-z_]+-[a-z_]+-float(32|64)", c.id) for c in edge)
+    cells = {(c.meta["cell"]["loss"], c.meta["cell"]["activation"], c.meta["cell"]["dtype"]) for c in plain}
     assert len(cells) == 12
+    from bpcheck.strategies import EDGE_FAMILIES
+    assert {(c.meta["family"], c.meta["cell"]["loss"]) for c in edge} == {
+        (f, l) for f in EDGE_FAMILIES for l in ("mse", "binary_cross_entropy")}
     for c in cases:
         validate_case(c)
         loss, act, dtype = c.meta["cell"].values()
@@ -70,9 +76,10 @@ def test_generate_covers_the_grid_and_every_depth():
         assert act in [layer["activation"] for layer in c.spec["layers"]], c.spec
         if loss in LAST_ACTIVATION:
             assert c.spec["layers"][-1]["activation"] == LAST_ACTIVATION[loss]
-    assert {len(c.spec["layers"]) for c in cases} == {1, 2, 3, 4, 5, 6}
+    assert {len(c.spec["layers"]) for c in plain} == {1, 2, 3, 4, 5, 6}
     assert not any(all(not np.any(v) for v in c.params.values()) for c in cases), "all-zero example kept"
     assert all(np.any(c.x) for c in cases if c.meta["family"] != "zero_x"), "x all zero outside zero_x"
+    assert all(not np.any(c.x) for c in cases if c.meta["family"] == "zero_x")
 
 
 def _digest(cases):
@@ -392,12 +399,12 @@ def test_report_command_end_to_end(tmp_path):
         assert (out / name).stat().st_size > 0
     report = strict_json((out / "report.json").read_text())
     assert report["meta"]["flags"]["activations"] == ["tanh", "relu"] and report["meta"]["seed"] == 3
-    assert report["counts"]["cases"] == 2 and report["dtypes"] == ["float32"]
+    assert report["counts"]["cases"] == 3 and report["dtypes"] == ["float32"]    # 2 plain, 1 edge
     again = CliRunner().invoke(report_command, ["--examples", "1", "--losses", "mse", "--activations",
                                                 "tanh,relu", "--dtypes", "float32", "--jobs", "1", "--seed",
                                                 "3", "--out", str(out), "--no-progress", "--resume"])
     assert again.exit_code == 0, again.output
-    assert len((out / "cases.jsonl").read_text().splitlines()) == 2
+    assert len((out / "cases.jsonl").read_text().splitlines()) == 3
 
 
 def test_report_command_rejects_unknown_names(tmp_path):

@@ -30,7 +30,9 @@ def validate(target=None, exec_command=None, tmp_path=None, no_shrink=False, **o
 def test_correct_numpy_implementation_passes(tmp_path):
     verdict = validate(f"{EXAMPLES / 'numpy_mlp.py'}:backprop", tmp_path=tmp_path)
     assert verdict["exit_code"] == 0, verdict
-    assert verdict["checked"] == verdict["cases"] == 18 and verdict["failed"] == 0 and not verdict["errors"]
+    # 18 plain cases, one per cell, and 12 from the edge families: 40% of the run
+    assert verdict["checked"] == verdict["cases"] == 30 and verdict["failed"] == 0 and not verdict["errors"]
+    assert verdict["families"]["plain"] == 18 and len(verdict["families"]) == 9
     for name in ("index.html", "report.md", "report.json"):
         assert Path(verdict["reports"][name]).is_file()
 
@@ -75,7 +77,7 @@ def test_javascript_implementation_passes_and_skips_what_it_declines(tmp_path):
     verdict = validate(exec_command=f"node {EXAMPLES / 'mlp.js'}", tmp_path=tmp_path)
     assert verdict["exit_code"] == 0, verdict
     assert verdict["name"] == "mlp.js" and verdict["failed"] == 0 and not verdict["errors"]
-    assert verdict["skipped"] == 0 and verdict["checked"] == verdict["cases"] == 12   # gelu left out of the draw
+    assert verdict["skipped"] == 0 and verdict["checked"] == verdict["cases"] == 20   # gelu left out of the draw
     assert list(verdict["support"]["declined"]) == ["activation gelu"]
 
 
@@ -96,8 +98,9 @@ def backprop(spec, params, x, y):
     return mlp.backprop(spec, params, x, y)
 """)
     verdict = validate(target, tmp_path=tmp_path)
-    # float32 is probed, declined and left out: 9 float64 cells, 2 cases each to reach --min-cases 10
-    assert verdict["exit_code"] == 0 and verdict["skipped"] == 0 and verdict["checked"] == 18, verdict
+    # float32 is probed, declined and left out: 9 float64 cells, 2 plain cases each to reach --min-cases 10
+    assert verdict["exit_code"] == 0 and verdict["skipped"] == 0 and verdict["checked"] == 30, verdict
+    assert verdict["families"]["plain"] == 18
     assert list(verdict["support"]["declined"]) == ["dtype float32"]
     assert "float64 only" in verdict["support"]["declined"]["dtype float32"]
 
@@ -126,7 +129,7 @@ def backprop(spec, params, x, y):
 """)
     few = validate(rare, tmp_path=tmp_path / "few", losses=["mse"], activations=["relu"], dtypes=["float64"],
                    min_cases=50)
-    assert few["exit_code"] == 2 and few["too_few"] and few["checked"] < 50 and few["cases"] <= 200, few
+    assert few["exit_code"] == 2 and few["too_few"] and few["checked"] < 50 and few["cases"] <= 4 * 50, few
 
 
 def test_nothing_supported_is_an_error_not_a_pass(tmp_path):
@@ -160,7 +163,7 @@ def test_misbehaving_program_is_exit_2_with_a_clear_message(fake, tmp_path, mode
     verdict = validate(exec_command=fake(mode), tmp_path=tmp_path, losses=["mse"], activations=["tanh"],
                        timeout=1.0, min_cases=4)
     assert verdict["exit_code"] == 2 and verdict["checked"] == 0
-    assert len(verdict["errors"]) == verdict["cases"] == 4, verdict
+    assert len(verdict["errors"]) == verdict["cases"] == 7, verdict         # 4 plain, 3 edge
     assert all(message in e["message"] for e in verdict["errors"]), verdict
     assert Path(verdict["reports"]["report.json"]).is_file()          # the run finished and reported
 
@@ -168,7 +171,7 @@ def test_misbehaving_program_is_exit_2_with_a_clear_message(fake, tmp_path, mode
 def test_a_wrong_shape_is_a_discrepancy_not_an_adapter_error(fake, tmp_path):
     verdict = validate(exec_command=fake("bad-shape"), tmp_path=tmp_path, losses=["mse"], activations=["tanh"],
                        min_cases=4, no_shrink=True)
-    assert verdict["exit_code"] == 1 and verdict["failed"] == verdict["checked"] == 4 and not verdict["errors"]
+    assert verdict["exit_code"] == 1 and verdict["failed"] == verdict["checked"] == 7 and not verdict["errors"]
     assert verdict["classes"]["bug"] >= 4
     report = json.loads(Path(verdict["reports"]["report.json"]).read_text())
     assert any("has shape (1,), expected (" in f["description"] for f in report["failures"])

@@ -14,6 +14,7 @@ EXPECTED = {
     "equation": "BP2",
     "family": "square",
     "shows_when": "depth >= 2 with square layers; other shapes raise a ValueError (adapter error)",
+    "exit_code": 2,          # the raises on non-square layers are errors, and errors win over failures
 }
 
 

@@ -9,12 +9,13 @@ from scipy.special import erfc
 
 EXPECTED = {
     "verdict": "fail",
-    "class": "bug",
+    "class": "precision",
     "first_wrong": "loss",
     "equation": "loss",
     "family": "exp_overflow",
-    "shows_when": ("softmax_cross_entropy where a row lies > ~87 (float32) / > ~708 (float64) below the "
-                   "batch max"),
+    "shows_when": ("softmax_cross_entropy where a row's max lies far below the batch max: its exps lose "
+                   "digits (class precision); beyond ~87 (float32) / ~708 (float64) they underflow and "
+                   "the loss is -inf (bug)"),
 }
 
 

@@ -13,7 +13,8 @@ EXPECTED = {
     "first_wrong": "loss",
     "equation": "loss",
     "family": "exp_overflow",
-    "shows_when": "softmax_cross_entropy with a logit above ~88.7 (float32) / ~709.8 (float64)",
+    "shows_when": ("softmax_cross_entropy with logits near ~88.7 (float32) / ~709.8 (float64): exp overflows, "
+                   "the loss log(sum e^z) is infinite"),
 }
 
 
