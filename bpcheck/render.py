@@ -117,6 +117,27 @@ def md_text(text):
     return "  \n".join(_md_cell(line) if line.strip() else "" for line in str(text).split("\n"))
 
 
+def sensitivity_rows(report, dtype):
+    """(headers, rows) of the sensitivity table of ``dtype``: family x tensor, share caught per delta."""
+    entries = [e for e in report.get("sensitivity", []) if e["dtype"] == dtype]
+    if not entries:
+        return None, []
+    deltas = list(entries[0]["caught"])
+    headers = ["family", "tensor", "rows"] + [f"δ = {d} caught" for d in deltas]
+    order = {"all": 0, "plain": 1}
+    rows = [[e["family"], e["tensor"], str(e["rows"])] + [f"{100 * e['caught'][d]:.1f}%" for d in deltas]
+            for e in sorted(entries, key=lambda e: (order.get(e["family"], 2), e["family"], e["tensor"] != "all",
+                                                    e["tensor"]))
+            if e["tensor"] == "all" or e["family"] in ("all", "plain")]
+    return headers, rows
+
+
+SENSITIVITY_TEXT = ("The share of the candidate's rows (tensor × case) on which a one-tensor relative error δ, "
+                    "added in any direction, would be caught: for certain where δ exceeds the row's sensitivity "
+                    "plus its own error, so these shares are lower bounds. Per tensor for all families and for "
+                    "plain cases, and per family for all tensors; notes (kink, convention, dtype_limit) left out.")
+
+
 def md_table(headers, rows):
     lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
              "|" + "|".join("---" for _ in headers) + "|"]
@@ -157,6 +178,11 @@ def render_markdown(report, extra_sections=()):
             out += [f"### {title}", "",
                     md_table([first, "who"] + list(STAT_HEADERS),
                              [keys + [who] + stat_cells(g) for keys, who, g in rows]), ""]
+    out += ["## Sensitivity: what the check would catch", "", _md_cell(SENSITIVITY_TEXT), ""]
+    for dtype in report["dtypes"]:
+        headers, rows = sensitivity_rows(report, dtype)
+        if rows:
+            out += [f"### {dtype}", "", md_table(headers, rows), ""]
     out += ["## Failing rows and notes of the candidate (worst first)", ""] + _md_rows(report["failures"])
     out += ["", "## Framework oracle findings (torch or jax beyond the same tolerance)", ""]
     out += _md_rows(report["oracle_findings"])
@@ -300,6 +326,11 @@ def render_html(report, figures=(), extra_sections=()):
             rows = [keys + [who] + stat_cells(g) for keys, who, g in table_rows(report, grouping, dtype)]
             parts += [f"<h3>{e(heading)}</h3>",
                       html_table([first, "who"] + list(STAT_HEADERS), rows, first_cols=2, highlight=is_cand(1))]
+    parts += ['<h2 id="sensitivity">Sensitivity: what the check would catch</h2>', f"<p>{e(SENSITIVITY_TEXT)}</p>"]
+    for dtype in report["dtypes"]:
+        headers, rows = sensitivity_rows(report, dtype)
+        if rows:
+            parts += [f"<h3>{e(dtype)}</h3>", html_table(headers, rows, first_cols=2)]
     parts += ['<h2 id="failures">Failing rows and notes of the candidate (worst first)</h2>',
               _html_failures(report["failures"]),
               "<h2>Framework oracle findings</h2>", _html_failures(report["oracle_findings"]),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import click
 
-from bpcheck.classify import CLASSES
+from bpcheck.classify import CLASSES, NOTES, REAL
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
 
 REPORT_VERSION = 2
@@ -65,9 +65,9 @@ def stats(rows):
         "p99_u": quantile(err, 0.99),
         "max_u": max(err),
         "median_tol_u": quantile([_nan_inf(r["tol_u"]) for r in rows], 0.5),
-        "min_margin": min(r["margin"] for r in rows),
+        "min_margin": min((r["margin"] for r in rows if r["class"] not in NOTES), default=math.inf),
         "median_sensitivity": quantile([_nan_inf(r.get("sensitivity")) for r in rows], 0.5),
-        "failures": len(rows) - classes.get("pass", 0),
+        "failures": sum(classes.get(c, 0) for c in REAL),
         "classes": {c: classes.get(c, 0) for c in CLASSES},
     }
 
@@ -168,6 +168,39 @@ def listed_failures(rows, limit=MAX_LISTED):
              "description": describe(r)} for r in picked[:limit]]
 
 
+SENSITIVITY_DELTAS = {"float32": (1e-5, 1e-4, 1e-3), "float64": (1e-12, 1e-10, 1e-8)}
+SENSITIVITY_TARGET = {"float32": 1e-4, "float64": 1e-10}   # caught in >= 99% of plain cases (README)
+
+
+def sensitivity(records):
+    """Per dtype, family and tensor kind: the share of the candidate's rows that would catch a
+    one-tensor relative error delta, g -> g + delta ||g*|| in any direction (caught for certain when
+    delta > sensitivity + the row's own relative error: a lower bound on the share caught).
+    Rows that are notes (their tolerance does not judge) are left out."""
+    counts = defaultdict(lambda: [0] + [0] * 3)
+    for record in records:
+        if record["status"] != "ok":
+            continue
+        family = (record.get("meta") or {}).get("family", "plain")
+        for row in record["rows"]:
+            if row["class"] in NOTES or not isinstance(row.get("sensitivity"), (int, float)):
+                continue
+            if math.isnan(row["sensitivity"]):
+                continue
+            deltas = SENSITIVITY_DELTAS[row["dtype"]]
+            for key in ((row["dtype"], family, row["tensor"]), (row["dtype"], family, "all"),
+                        (row["dtype"], "all", row["tensor"]), (row["dtype"], "all", "all")):
+                c = counts[key]
+                c[0] += 1
+                for k, delta in enumerate(deltas):
+                    c[k + 1] += delta > row["sensitivity"] + row["rel"]
+    out = []
+    for (dtype, family, tensor), c in sorted(counts.items()):
+        out.append({"dtype": dtype, "family": family, "tensor": tensor, "rows": c[0],
+                    "caught": {f"{d:g}": c[k + 1] / c[0] for k, d in enumerate(SENSITIVITY_DELTAS[dtype])}})
+    return out
+
+
 def aggregate(records, meta):
     """The report dict (without environment and timing; see ``write_reports``)."""
     ok = [r for r in records if r["status"] == "ok"]
@@ -205,6 +238,7 @@ def aggregate(records, meta):
         },
         "groups": groups,
         "side_by_side": side_by_side(groups["loss_layer"], candidates[0]),
+        "sensitivity": sensitivity(records),
         "failures": listed_failures(candidate_rows),
         "findings": findings[:MAX_LISTED],
         "oracle_findings": listed_failures(oracle_rows, limit=20),

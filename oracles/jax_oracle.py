@@ -23,7 +23,8 @@ Padding, and why each piece is an exact no-op:
   entries therefore add only exact zeros (0 x 0) in forward and backward
   sums, so only the summation order can change (also when an inf is
   involved: no inf x 0 = NaN ever reaches a real entry).
-- Batch: rows pad to a power of two (at least ``MIN_BATCH``) with x = 0.
+- Batch: rows pad to ``MIN_BATCH``, or past it to ``WIDE_BATCH`` (or the next
+  power of two): wide batches share one bucket. Padded rows have x = 0.
   Padded rows are masked out of the loss, so their deltas are exactly zero
   and they add exact zeros to every weight and bias gradient.
 - Output entries: the loss reads only the real rows x real units of the last
@@ -61,7 +62,10 @@ Conventions normalised to the contract (everything else is JAX's default):
   with the same slope 0.01.
 - relu'(0) = 0 in jax already (custom JVP).
 - binary_cross_entropy on probabilities has no optax built-in; it is written
-  against the contract, -mean[y log a + (1 - y) log1p(-a)], with no clamping.
+  against the contract, -mean[y log a + (1 - y) log(1 - a)], with no clamping,
+  log(1 - a) as log1p(-a) for a < 1/4 and as log(1 - a) above: XLA's float64
+  log1p on CPU is up to 129 ulp off for arguments near -0.414 (jax-ml/jax#39707),
+  a known defect of one primitive that bpcheck's JAX oracle does not inherit.
 - sse = 2 sum(optax.l2_loss), half_sse = sum(optax.l2_loss) (l2_loss is
   1/2 (a - y)^2), mse = mean(optax.squared_error), quadratic =
   sum(optax.squared_error) / (2B); bce_with_logits and softmax_cross_entropy
@@ -88,7 +92,8 @@ from jax import lax  # noqa: E402
 CHUNK = 32  # cases per compiled call in the smallest bucket; bigger buckets take
 CHUNK_VOLUME = CHUNK * 6 * 16 * 16  # fewer: at most this many weight/activation entries
 MIN_WIDTH = 16  # widths pad to a power of two, at least this
-MIN_BATCH = 8  # batches pad to a power of two, at least this
+MIN_BATCH = 8  # batches pad to this, wider ones to WIDE_BATCH (one bucket for them all)
+WIDE_BATCH = 128
 DEPTH_STEP = 6  # depths pad to a multiple of this
 
 ACTIVATIONS = {
@@ -119,7 +124,7 @@ LOSSES = {
     "mse": lambda a, t: _sum(optax.squared_error(a, t["y"]), t) / (t["rows"] * t["units"]),
     "quadratic": lambda a, t: _sum(optax.squared_error(a, t["y"]), t) / (2 * t["rows"]),
     "binary_cross_entropy": lambda a, t: -_sum(
-        t["y"] * jnp.log(a) + (1 - t["y"]) * jnp.log1p(-a), t) / (t["rows"] * t["units"]),
+        t["y"] * jnp.log(a) + (1 - t["y"]) * _log1m(a), t) / (t["rows"] * t["units"]),
     "bce_with_logits": lambda a, t: _sum(
         optax.sigmoid_binary_cross_entropy(a, t["y"]), t) / (t["rows"] * t["units"]),
     "softmax_cross_entropy": lambda a, t: jnp.sum(jnp.where(
@@ -167,6 +172,13 @@ def _network(Ws, bs, x, zeros, codes, units, loss_code, y, labels, rows):
     return _loss(loss_code, out, y, labels, rows, units[-1]), (zs, acts)
 
 
+def _log1m(a):
+    """log(1 - a): log1p(-a) below 1/4 (accurate there), log(1 - a) above (1 - a is exact from 1/2 on,
+    rounds once below); each branch sees a safe value where it is not selected (no NaN gradient)."""
+    small = a < 0.25
+    return jnp.where(small, jnp.log1p(-jnp.where(small, a, 0.0)), jnp.log(1 - jnp.where(small, 0.5, a)))
+
+
 def _one_case(Ws, bs, x, codes, units, loss_code, y, labels, rows):
     zeros = jnp.zeros((Ws.shape[0],) + x.shape, x.dtype)
     grad = jax.value_and_grad(_network, argnums=(0, 1, 2, 3), has_aux=True)
@@ -175,8 +187,32 @@ def _one_case(Ws, bs, x, codes, units, loss_code, y, labels, rows):
     return loss, gW, gb, gx, zs, acts, deltas
 
 
-# One function; jit compiles it once per (bucket, dtype, chunk size) and caches that.
-_compiled = jax.jit(jax.vmap(_one_case))
+# One function, compiled once per (bucket, dtype, chunk size). An oracle's arithmetic is microseconds
+# and its compile is seconds, so XLA compiles it without LLVM's optimisations (level 0: 2.5x faster to
+# compile, still ~1 ms a case). Compiled code is kept on disk across processes and runs
+# (jax's persistent compilation cache, in the user's cache directory; BPCHECK_JAX_CACHE=0 turns it off).
+_jitted = jax.jit(jax.vmap(_one_case))
+_executables = {}
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def _compiled(*args):
+    key = tuple((np.shape(a), np.asarray(a).dtype.str) for a in args)
+    if key not in _executables:
+        _executables[key] = _jitted.lower(*args).compile(compiler_options=COMPILER_OPTIONS)
+    return _executables[key](*args)
+
+
+def _use_disk_cache():
+    import os
+    if os.environ.get("BPCHECK_JAX_CACHE", "1") == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    jax.config.update("jax_compilation_cache_dir", os.path.join(base, "bpcheck", "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+_use_disk_cache()
 
 
 def _volume(depth, width, batch):
@@ -190,7 +226,7 @@ def _pow2(n, floor):
 def _bucket(spec, batch):
     units = [spec["input_dim"]] + [layer["units"] for layer in spec["layers"]]
     depth = -(-len(spec["layers"]) // DEPTH_STEP) * DEPTH_STEP
-    return depth, _pow2(max(units), MIN_WIDTH), _pow2(batch, MIN_BATCH)
+    return depth, _pow2(max(units), MIN_WIDTH), MIN_BATCH if batch <= MIN_BATCH else _pow2(batch, WIDE_BATCH)
 
 
 def _pack(items, size, depth, width, batch, dtype):
@@ -267,6 +303,16 @@ def backprop_many(items):
                 spec, _, x, _ = items[i]
                 results[i] = _unpack(out, c, spec, np.shape(x)[0], dtype)
     return results
+
+
+def warm(items):
+    """Compile (or load from the disk cache) every function ``backprop_many(items)`` will call."""
+    seen = set()
+    for spec, params, x, y in items:
+        key = (_bucket(spec, np.shape(x)[0]), np.dtype(spec["dtype"]))
+        if key not in seen:
+            seen.add(key)
+            backprop_many([(spec, params, x, y)])
 
 
 def backprop(spec, params, x, y):
