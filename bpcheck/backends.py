@@ -60,6 +60,20 @@ class PythonBackend:
         return result
 
 
+    def trace_lines(self, case):
+        """The (file, line) pairs of the function's own source file that a call on ``case`` runs."""
+        import inspect
+
+        from bpcheck.explain import traced_call
+        try:
+            files = {inspect.getsourcefile(self.fn)}
+        except TypeError:
+            return set()
+        args = ({**case.spec, "layers": [dict(l) for l in case.spec["layers"]]},
+                {k: v.copy() for k, v in case.params.items()}, case.x.copy(), case.y.copy())
+        return traced_call(self.fn, args, files)[1]
+
+
 class _alarm:
     """SIGALRM after ``seconds`` raising AdapterError (no-op off the main thread or without a limit)."""
 

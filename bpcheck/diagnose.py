@@ -171,16 +171,20 @@ def _kink_hint(row, g, t, u, case, truth):
 
 
 def _bp2_hints(row, g, case, truth, close):
-    from reference.activations import ACTIVATIONS  # the derivative table, to rebuild the slips
+    """BP1/BP2 slips rebuilt from the truth: f'(a) where f'(z) belongs, and f' left out."""
+    from bpcheck import rounding
     i, layers = row["layer"], case.spec["layers"]
-    if i == len(layers) - 1:
-        return []
-    upstream = truth["deltas"][f"layers.{i + 1}"] @ np.asarray(case.params[f"layers.{i + 1}.W"], np.float64)
-    d_act = ACTIVATIONS[layers[i]["activation"]][1]
-    slips = {f"matches BP2 with {layers[i]['activation']}'(a) instead of {layers[i]['activation']}'(z): "
-             "the derivative is evaluated at the layer's output, not its input":
-             upstream * d_act(truth["activations"][f"layers.{i}"]),
-             "matches BP2 without the ⊙ f'(z) factor: the activation derivative is missing": upstream}
+    name, last = layers[i]["activation"], i == len(layers) - 1
+    if last:
+        z_last = np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64)
+        upstream = rounding.loss(case.spec["loss"], truth["activations"][f"layers.{i}"], case.y, z_last).G
+    else:
+        upstream = truth["deltas"][f"layers.{i + 1}"] @ np.asarray(case.params[f"layers.{i + 1}.W"], np.float64)
+    eq = "BP1" if last else "BP2"
+    f_prime_of_a = rounding.activation(name, np.asarray(truth["activations"][f"layers.{i}"], np.float64))[1]
+    slips = {f"matches {eq} with {name}'(a) instead of {name}'(z): "
+             "the derivative is evaluated at the layer's output, not its input": upstream * f_prime_of_a,
+             f"matches {eq} without the ⊙ f'(z) factor: the activation derivative is missing": upstream}
     return [text for text, delta in slips.items() if close(g, _as_tensor(delta, row, case, truth))]
 
 
@@ -208,6 +212,7 @@ class Diagnosis:
     look_at: str = ""
     findings: list = field(default_factory=list)
     inferred: str = ""
+    explain: list = field(default_factory=list)     # source lines run only by failing cases
 
     @property
     def layer(self):
@@ -224,6 +229,9 @@ class Diagnosis:
         head.append("  " + describe(self.first).replace("\n", "\n  "))
         head += [f"  hint: {h}" for h in self.hints]
         head.append(f"  look at: {self.look_at}")
+        if self.explain:
+            head.append("  lines run by the failing case and by no passing case (explain):")
+            head += [f"    {line}" for line in self.explain[:8]]
         if lines:
             head += ["Also found:"] + lines
         return "\n".join(head)

@@ -313,6 +313,23 @@ class SubprocessBackend:
             except ResultError as exc:
                 raise AdapterError(f"{exc} (case {case.id})") from None
 
+    def trace_lines(self, case):
+        """The source lines a call on ``case`` runs, for programs that offer it (hello "trace": true,
+        as bpcheck's own Python worker does); an empty set otherwise or on any fault."""
+        with self._lock:
+            try:
+                if not self.start().get("trace"):
+                    return set()
+                self._count += 1
+                case_id = f"{case.id[:48]}.{self._count}"
+                request = encode_request(case, case_id, self.hello.get("encoding", "decimal"))
+                self._child.send({**request, "trace": True})
+                reply = self._parse(self._child.readline(self.timeout), case_id, case)
+            except AdapterError:
+                self._restart()
+                return set()
+        return {(str(f), int(n)) for f, n in (reply.get("result") or {}).get("lines", [])}
+
     def _parse(self, line, case_id, case):
         """The reply object, or AdapterError for silence, an exit, garbage or a wrong id."""
         where = f"{self.name}, case {case.id}"

@@ -78,6 +78,7 @@ class Outcome:
     unsupported: dict = field(default_factory=dict)
     harness_errors: list = field(default_factory=list)
     note: str = ""
+    passing: list = field(default_factory=list)      # a few cases that passed, for the explain step
 
 
 def signature(judged):
@@ -138,6 +139,8 @@ def search(backend, strategy, *, max_examples=50, seed=0, shrink=True, budget=60
             clock["target"] = clock["target"] or signature(judged)
             bad = signature(judged) == clock["target"]
         seen[key] = judged if bad else None
+        if not bad and judged.error is None and len(outcome.passing) < 20:
+            outcome.passing.append(case)
         if bad:
             failing.append(judged)
             clock["found"] = clock["found"] or time.monotonic()
@@ -306,8 +309,10 @@ def assert_backprop(fn, *, examples=30, dtypes=None, losses=None, activations=No
             f"shrink {outcome.shrink_seconds:.1f} s)")
     if judged.error:
         raise AssertionError(f"{head}\n  {judged.error}{skipped}")
-    raise AssertionError(f"{head}\n{diagnose(judged.case, judged.result, judged.truth, judged.rows, judged.findings).text()}"
-                         f"{skipped}")
+    from bpcheck.explain import lines_only_in_failing
+    d = diagnose(judged.case, judged.result, judged.truth, judged.rows, judged.findings)
+    d.explain = lines_only_in_failing(backend, judged.case, outcome.passing)
+    raise AssertionError(f"{head}\n{d.text()}{skipped}")
 
 
 def describe_case(case):

@@ -68,6 +68,16 @@ def summarize(records, *, strict=False, min_cases=0):
     return out
 
 
+def _passing_like(failed, records, cases, n=20):
+    """Up to ``n`` cases of the run that passed, those with the failing case's loss and dtype first."""
+    by_id = {c.id: c for c in cases}
+    ok = [r for r in records if r["status"] == "ok" and not any(
+        x["class"] in REAL for x in r["rows"] + r["findings"]) and r["case"] in by_id]
+    same = lambda r: (r["spec"]["loss"], r["spec"]["dtype"]) == (failed["spec"]["loss"], failed["spec"]["dtype"])  # noqa: E731
+    ok.sort(key=lambda r: not same(r))
+    return [by_id[r["case"]] for r in ok[:n]]
+
+
 def _severity_then_size(record):
     bug = any(r["class"] == "bug" for r in record["rows"] + record["findings"])
     return (0 if bug else 1,) + _size(record)
@@ -178,8 +188,9 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
             first = min(summary["failed"], key=_severity_then_size)       # a bug before a precision loss
             case = next(c for c in cases if c.id == first["case"])
             outcome = shrink_failure(first, case, backend, seed=seed, budget=shrink_budget, shrink=shrink)
+            passing = _passing_like(first, records, cases)
             found, section = diagnosis_section(outcome, first, backend, out_dir, target=target,
-                                               exec_command=exec_command)
+                                               exec_command=exec_command, passing=passing)
             verdict["shrunk"] = found
             sections.append(section)
         clock.append(time.perf_counter())

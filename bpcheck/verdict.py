@@ -17,7 +17,7 @@ from bpcheck.repro import write_repro
 from bpcheck.search import describe_case
 
 
-def diagnosis_section(outcome, record, backend, out_dir, *, target=None, exec_command=None):
+def diagnosis_section(outcome, record, backend, out_dir, *, target=None, exec_command=None, passing=()):
     """(found: JSON-able summary, (title, markdown, html)) for the shrunk failing case."""
     judged = outcome.judged
     if not judged.failures:    # a flaky implementation: it passed (or raised) when asked again
@@ -30,13 +30,15 @@ def diagnosis_section(outcome, record, backend, out_dir, *, target=None, exec_co
     case.meta = {"shrunk_from": record["case"], "seed": record.get("meta", {}).get("seed"),
                  "target": exec_command or target, "note": outcome.note or "shrunk by Hypothesis"}
     d = diagnose(case, judged.result, judged.truth, judged.rows, judged.findings)
+    from bpcheck.explain import lines_only_in_failing
+    d.explain = lines_only_in_failing(backend, case, list(passing))
     script = write_repro(case, judged.rows, judged.truth, Path(out_dir) / "repro", target=target,
                          exec_argv=getattr(backend, "argv", None) if exec_command else None,
                          cwd=os.getcwd(), finding=d.text())
     found = {"id": case.id, "from_case": record["case"], "case": describe_case(case), "spec": case.spec,
              "batch": case.batch, "shrink_seconds": round(outcome.shrink_seconds, 2),
              "examples_tried": outcome.examples, "note": outcome.note, "diagnosis": d.text(),
-             "hints": d.hints, "look_at": d.look_at, "repro": str(script),
+             "hints": d.hints, "look_at": d.look_at, "explain": d.explain, "repro": str(script),
              "case_file": str(script.with_name(f"{case.id}.json"))}
     if d.first is not None:
         found.update(layer=d.first["layer"], tensor=d.first["tensor"], **{"class": d.first["class"]},

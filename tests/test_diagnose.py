@@ -217,3 +217,48 @@ def test_assert_backprop_skips_unsupported_and_says_when_nothing_was_checked():
         raise NotImplementedError("nothing at all")
     with pytest.raises(AssertionError, match=r"no case could be checked; every drawn case was declined:\n  skipped \d+x: .*nothing at all"):
         bpcheck.assert_backprop(declines, examples=5)
+
+
+# ---- explain: the lines only failing cases run ----------------------------------
+
+ZOO_SIGMOID = REPO / "tests" / "meta" / "zoo" / "bug_sigmoid_fprime_of_a.py"
+
+
+def _buggy_line():
+    return next(n for n, line in enumerate(ZOO_SIGMOID.read_text().splitlines(), 1)
+                if line.strip().startswith('"sigmoid": lambda g, z, a: g * _sig(a)'))
+
+
+def test_validate_names_the_line_only_failing_cases_run(tmp_path):
+    from bpcheck.validate import run_validate
+    verdict = run_validate(f"{ZOO_SIGMOID}:backprop", out_dir=tmp_path, progress=False, min_cases=40,
+                           losses=["sse", "mse"], activations=["sigmoid", "tanh", "relu"], max_depth=3)
+    assert verdict["exit_code"] == 1
+    assert any(line.startswith(f"bug_sigmoid_fprime_of_a.py:{_buggy_line()}:") for line in verdict["shrunk"]["explain"])
+
+
+def test_assert_backprop_names_the_line_and_hides_its_frames():
+    import bpcheck
+    from bpcheck.backends import load_function
+    with pytest.raises(AssertionError) as info:
+        bpcheck.assert_backprop(load_function(f"{ZOO_SIGMOID}:backprop"), examples=20, max_depth=3,
+                                activations=["sigmoid", "tanh"], name="zoo")
+    assert f"bug_sigmoid_fprime_of_a.py:{_buggy_line()}:" in str(info.value)
+    assert any(entry.name == "assert_backprop" and entry.locals.get("__tracebackhide__")
+               for entry in [tb for tb in _frames(info.tb)])
+
+
+def test_explain_names_nothing_for_a_line_every_call_runs(tmp_path):
+    from bpcheck.validate import run_validate
+    verdict = run_validate(f"{REPO / 'tests' / 'meta' / 'zoo' / 'bug_loss_off_b.py'}:backprop", out_dir=tmp_path,
+                           progress=False, min_cases=20, losses=["softmax_cross_entropy"], activations=["tanh"])
+    assert verdict["exit_code"] == 1 and verdict["shrunk"]["explain"] == []
+
+
+def _frames(tb):
+    import types
+    out = []
+    while isinstance(tb, types.TracebackType):
+        out.append(types.SimpleNamespace(name=tb.tb_frame.f_code.co_name, locals=tb.tb_frame.f_locals))
+        tb = tb.tb_next
+    return out
