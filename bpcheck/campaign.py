@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bpcheck.records import case_from_json, case_to_json, jsonable
-from bpcheck.selftest import ZOO, members
+from bpcheck.selftest import ZOO, _load_module, members
 
 SLOW = ("ok_jax_grad",)           # compiles once per architecture: ~1 s a case here
 _WORKER = {}
@@ -36,17 +36,9 @@ def candidates(zoo=ZOO):
     """[(name, backend)] of the correct implementations, built in this process."""
     from bpcheck.backends import PythonBackend, load_target
     out = [("reference", load_target("reference"))]
-    out += [(name, PythonBackend(_load(path).backprop, name)) for name, path, expected in members(zoo)
+    out += [(name, PythonBackend(_load_module(path).backprop, name)) for name, path, expected in members(zoo)
             if expected["verdict"] == "pass" and name not in SLOW]
     return out
-
-
-def _load(path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f"bpcheck_campaign_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def judge_chunk(cases, named):

@@ -26,15 +26,15 @@ def members(zoo=ZOO):
     zoo = Path(zoo)
     if not zoo.is_dir():
         raise FileNotFoundError(f"no bug zoo at {zoo} (selftest runs from a bpcheck checkout; --zoo DIR)")
-    out = []
-    for path in sorted(zoo.glob("*.py")):
-        if not path.name.startswith(("bug_", "ok_")):
-            continue
-        spec = importlib.util.spec_from_file_location(f"bpcheck_zoo_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        out.append((path.stem, path, module.EXPECTED))
-    return out
+    return [(path.stem, path, _load_module(path).EXPECTED) for path in sorted(zoo.glob("*.py"))
+            if path.name.startswith(("bug_", "ok_"))]
+
+
+def _load_module(path):
+    spec = importlib.util.spec_from_file_location(f"bpcheck_zoo_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_member(name, path, expected, out_dir, *, jobs=1, seed=None, shrink_budget=60.0):
@@ -110,15 +110,23 @@ def table_lines(rows, s):
 @click.option("--jobs", "-j", default=None, type=click.IntRange(1), help="Worker processes per validate run.")
 @click.option("--false-alarms", type=click.IntRange(0), default=0,
               help="Run the false-alarm campaign on N cases instead (bpcheck.campaign).")
+@click.option("--baselines", type=click.IntRange(0), default=0, metavar="N",
+              help="Run bpcheck, gradcheck and check_grads on the same N float64 cases per member instead.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted false-alarm campaign.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
 @click.option("--seed", type=int, default=None, help="Case generator seed (default: bpcheck's).")
-def selftest_command(zoo, only, jobs, false_alarms, out, seed):
+def selftest_command(zoo, only, jobs, false_alarms, baselines, resume, out, seed):
     """Run bpcheck validate on every bug-zoo member: catch rate, classes, first wrong tensors."""
     from bpcheck.report import default_jobs
     jobs = jobs or default_jobs()
+    if baselines:
+        from bpcheck.baselines import compare_on_zoo, markdown
+        rows = compare_on_zoo(baselines, zoo=zoo, seed=seed, out=out)
+        click.echo(markdown(rows, baselines))
+        return
     if false_alarms:
         from bpcheck.campaign import campaign_command_body
-        sys.exit(campaign_command_body(false_alarms, zoo=zoo, jobs=jobs, out=out, seed=seed))
+        sys.exit(campaign_command_body(false_alarms, zoo=zoo, jobs=jobs, out=out, seed=seed, resume=resume))
     try:
         found = members(zoo)
     except FileNotFoundError as exc:

@@ -1,0 +1,64 @@
+"""The false-alarm campaign and the side-by-side with gradcheck and check_grads, in small: they run,
+count what they should, and can fail (a buggy member passed off as correct is a false alarm)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bpcheck import campaign
+from bpcheck.baselines import check_grads_verdict, compare_on_zoo, gradcheck_verdict
+from bpcheck.generate import generate_cases
+from bpcheck.selftest import ZOO
+
+ZOO_DIR = Path(ZOO)
+
+
+def small_zoo(tmp_path, names):
+    for name in names:
+        shutil.copy(ZOO_DIR / f"{name}.py", tmp_path / f"{name}.py")
+    return tmp_path
+
+
+def test_campaign_on_correct_implementations_raises_no_false_alarm(tmp_path):
+    (tmp_path / "zoo").mkdir()
+    zoo = small_zoo(tmp_path / "zoo", ["ok_textbook", "ok_nielsen_loop"])
+    summary = campaign.run(120, zoo=zoo, jobs=1, out=tmp_path / "out", progress=False)
+    whos = {t["who"] for t in summary["table"]}
+    assert whos == {"reference", "torch", "jax", "ok_textbook", "ok_nielsen_loop"}
+    assert summary["total_false_alarms"] == 0, [t for t in summary["table"] if t["false_alarms"]]
+    assert summary["meta"]["cases"] >= 120 and sum(summary["families"].values()) == summary["meta"]["cases"]
+    assert (tmp_path / "out" / "false_alarms.md").read_text().startswith("# bpcheck false-alarm campaign")
+    lines = (tmp_path / "out" / "false_alarms.jsonl").read_text().splitlines()
+    assert len(lines) == summary["meta"]["cases"] and all(json.loads(line)["who"] for line in lines)
+
+
+def test_campaign_counts_a_buggy_member_passed_off_as_correct(tmp_path):
+    (tmp_path / "zoo").mkdir()
+    shutil.copy(ZOO_DIR / "bug_dw_mean.py", tmp_path / "zoo" / "ok_disguised.py")   # EXPECTED still says fail
+    text = (tmp_path / "zoo" / "ok_disguised.py").read_text().replace('"verdict": "fail"', '"verdict": "pass"')
+    (tmp_path / "zoo" / "ok_disguised.py").write_text(text)
+    summary = campaign.run(30, zoo=tmp_path / "zoo", jobs=1, out=tmp_path / "out", progress=False)
+    row = next(t for t in summary["table"] if t["who"] == "ok_disguised" and t["false_alarms"])
+    assert row["alarm_cases"] and summary["total_false_alarms"] >= row["false_alarms"]
+    assert list((tmp_path / "out" / "false_alarms").glob("*.json")), "the alarming cases are saved"
+
+
+@pytest.mark.parametrize("name, expected", [("ok_textbook", "pass"), ("bug_dw_mean", "fail")])
+def test_gradcheck_and_check_grads_wrappers_see_a_wrong_gradient(name, expected):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, ZOO_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    case = next(c.astype("float64") for c in generate_cases(1, 1, losses=["mse"], activations=["tanh"],
+                                                              edge_share=0.0) if c.batch > 1)
+    assert gradcheck_verdict(module.backprop, case) == expected
+    assert check_grads_verdict(module.backprop, case) == expected
+
+
+def test_baselines_table_is_written(tmp_path):
+    zoo = small_zoo(tmp_path, ["ok_textbook", "bug_weight_decay"])
+    rows = compare_on_zoo(3, zoo=zoo, out=tmp_path / "out")
+    assert {r["member"] for r in rows} == {"ok_textbook", "bug_weight_decay"}
+    text = (tmp_path / "out" / "baselines.md").read_text()
+    assert "| mutants flagged (of 1) | 1 |" in text and "| correct members flagged (of 1) | 0 |" in text
