@@ -47,7 +47,8 @@ def _new(width, height):
 
 def _png(fig):
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None},
+                pil_kwargs={"compress_level": 1})          # zlib's default level 6 is most of the cost
     return buf.getvalue()
 
 
@@ -143,27 +144,30 @@ def distributions(report, rows_by_who, dtype):
     errs = {w: [r["err_u"] for r in rows_by_who[(w, dtype)]] for w in whos}
     top = math.log10(max(_finite(v for w in whos for v in errs[w]) + [100.0])) + 0.4
     bins = np.linspace(math.log10(FLOOR_CLIP), top + 0.1, 45)
+    def step(ax, values, edges, **style):          # np.histogram + stairs: one artist, not 45 patches
+        counts, _ = np.histogram(values, bins=edges)
+        ax.stairs(np.maximum(counts, 0.8), edges, baseline=0.8, **style)
     for w in whos:
-        ax1.hist(logs(errs[w], math.log10(FLOOR_CLIP), top), bins=bins, histtype="step", linewidth=1.5,
-                 color=_color(w, cand), label=f"{w} error")
+        step(ax1, logs(errs[w], math.log10(FLOOR_CLIP), top), bins, linewidth=1.5, color=_color(w, cand),
+             label=f"{w} error")
     tol = [r["tol_u"] for r in rows_by_who.get((cand, dtype), [])]
     if tol:
-        ax1.hist(logs(tol, math.log10(FLOOR_CLIP), top), bins=bins, color="#999999", alpha=0.35,
-                 label=f"{cand} tolerance")
+        step(ax1, logs(tol, math.log10(FLOOR_CLIP), top), bins, fill=True, color="#999999", alpha=0.35,
+             label=f"{cand} tolerance")
     ax1.set(yscale="log", xlabel="log10 error in u (exact rows at the left edge)", ylabel="rows")
     ax1.set_title(f"{dtype}: errors and tolerances", fontsize=10)
     ax1.legend(fontsize=7)
     lo, hi = -2.0, 4.0
     for w in whos:
-        ax2.hist(logs([r["margin"] for r in rows_by_who[(w, dtype)]], lo, hi), bins=np.linspace(lo - .1, hi + .1, 45),
-                 histtype="step", linewidth=1.5, color=_color(w, cand), label=w)
+        step(ax2, logs([r["margin"] for r in rows_by_who[(w, dtype)]], lo, hi), np.linspace(lo - .1, hi + .1, 45),
+             linewidth=1.5, color=_color(w, cand), label=w)
     ax2.axvline(0.0, color="#a00000", linewidth=1.4, label="margin 1: fails to the left")
     ax2.set(yscale="log", xlabel=f"log10 margin = tolerance ÷ error (clipped to [{lo:g}, {hi:g}])")
     ax2.set_title(f"{dtype}: margins", fontsize=10)
     ax2.legend(fontsize=7)
     sens = [r.get("sensitivity") for r in rows_by_who.get((cand, dtype), []) if r["tensor"] in ("W", "b", "input_grad")]
     if sens:
-        ax3.hist(logs(sens, -17, 1), bins=np.linspace(-17, 1, 55), color=_color(cand, cand), alpha=0.7)
+        step(ax3, logs(sens, -17, 1), np.linspace(-17, 1, 55), fill=True, color=_color(cand, cand), alpha=0.7)
         ax3.axvline(-4 if dtype == "float32" else -10, color="#555555", linestyle="--", linewidth=1.2,
                     label="1e-4 (float32) / 1e-10 (float64)")
         ax3.legend(fontsize=7)
@@ -180,7 +184,10 @@ def distributions(report, rows_by_who, dtype):
     ax4.set(yscale="log", xlabel="network depth (layers)", ylabel="error in u")
     ax4.set_title(f"{dtype}: error against depth", fontsize=10)
     ax4.legend(fontsize=6, ncol=3)
+    for ax in (ax1, ax2, ax3, ax4):
+        ax.minorticks_off()                     # log axes' minor ticks are most of the drawing time
     return Figure(f"distributions-{dtype}", f"{dtype}: errors, margins, sensitivity and growth",
+                  "Rows that are notes (kink, convention, dtype_limit) are left out. "
                   "Top left: the error of every row (tensor × case) for each implementation, with the "
                   "candidate's per-row tolerances (grey). Top right: margins; a row left of the red line fails. "
                   "Bottom left: the sensitivity of the candidate's W, b and input-gradient rows. Bottom right: "
@@ -189,11 +196,13 @@ def distributions(report, rows_by_who, dtype):
 
 def figures(report, records):
     """All figures of a report, in page order."""
+    from bpcheck.classify import NOTES
     rows_by_who = {}
     for rec in records:
         if rec["status"] == "ok":
             for row in rec["rows"] + rec["oracle_rows"]:
-                rows_by_who.setdefault((row["who"], row["dtype"]), []).append(row)
+                if row["class"] not in NOTES:          # a note's tolerance does not judge it: not plotted
+                    rows_by_who.setdefault((row["who"], row["dtype"]), []).append(row)
     out = []
     for dtype in report["dtypes"]:
         out += [heatmap(report, dtype), distributions(report, rows_by_who, dtype)]

@@ -24,6 +24,9 @@ from pathlib import Path
 from bpcheck.records import CASES_FILE, case_from_json, case_to_json, dumps, load_records, revive
 
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+# A worker process costs 1-3 s to start (imports, JAX tracing); a case 5-15 ms. Below this many
+# cases per worker, fewer workers finish sooner (benchmarks/results.md).
+CASES_PER_WORKER = 300
 BUILTINS = ("reference", "torch", "jax", "numeric")
 
 
@@ -42,6 +45,12 @@ class Candidate:
     timeout: float = 10.0
     memory_mb: int = 4096
     name: str = None
+
+    @property
+    def contained(self):
+        """True when nothing the candidate does can take bpcheck's own process down: it runs in a
+        process of its own, or it is bpcheck's own code."""
+        return bool(self.argv) or self.isolate or self.target in BUILTINS
 
     @property
     def label(self):
@@ -70,13 +79,7 @@ _WORKER = {}
 
 
 def _worker_init(candidate, who, oracles):
-    set_single_thread()
-    try:
-        import torch
-        torch.set_num_threads(1)
-        torch.set_num_interop_threads(1)
-    except (ImportError, RuntimeError):
-        pass
+    set_single_thread()             # torch, if an oracle imports it later, reads OMP_NUM_THREADS
     _WORKER.update(candidate=None, who=who, oracles=oracles, error=None)
     try:
         _WORKER["candidate"] = candidate.build()
@@ -108,9 +111,11 @@ def run_cases(cases, candidate, *, out_dir, jobs=1, resume=False, who=None, orac
               chunk=None, backend=None, observe=None):
     """Judge ``cases``; one JSON line per case in ``out_dir/cases.jsonl``; records in case order.
 
-    ``candidate`` is a ``Candidate`` (or a target string). ``backend``: an already built
-    backend for ``jobs == 1`` (it is then used instead of building one). ``observe(record)``
-    is called for each record as it is written.
+    ``candidate`` is a ``Candidate`` (or a target string). ``jobs`` is the most worker
+    processes to use: one per ``CASES_PER_WORKER`` cases to judge (all ``jobs`` for an
+    in-process candidate, whose crash must take a worker down, not this process). ``backend``: an already
+    built backend, used when the run stays in this process. ``observe(record)`` is called
+    for each record as it is written.
     """
     from bpcheck.progress import Progress
     if isinstance(candidate, str):
@@ -137,6 +142,8 @@ def run_cases(cases, candidate, *, out_dir, jobs=1, resume=False, who=None, orac
     else:
         path.write_text("")
     todo = [c for c in cases if c.id not in done]
+    if candidate.contained:                  # a worker costs seconds to start: fewer for a short run
+        jobs = min(jobs, max(1, len(todo) // CASES_PER_WORKER))
     size = chunk or max(1, min(64, -(-len(todo) // (4 * jobs)) if todo else 1))
     chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
     bar = Progress(len(cases), len(done), enabled=progress)

@@ -68,7 +68,32 @@ def jsonable(value):
 
 
 def dumps(record):
-    return json.dumps(jsonable(record), allow_nan=False, separators=(",", ":"))
+    """One JSON line for a record. Fast path: only the rows' reals can be non-finite, so only they
+    are rewritten; anything else non-finite (or not JSON) takes the full ``jsonable`` walk."""
+    fast = dict(record)
+    for key in ("rows", "oracle_rows"):
+        if key in fast:
+            fast[key] = [_row_json(row) for row in fast[key]]
+    try:
+        return json.dumps(fast, allow_nan=False, separators=(",", ":"))
+    except (ValueError, TypeError):
+        return json.dumps(jsonable(record), allow_nan=False, separators=(",", ":"))
+
+
+def _row_json(row):
+    out = dict(row)
+    for f in REAL_FIELDS:
+        v = out.get(f)
+        if isinstance(v, float) and not math.isfinite(v):
+            out[f] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if "worst" in out:
+        out["worst"] = [[i, _real_json(g), _real_json(t)] for i, g, t in out["worst"]]
+    return out
+
+
+def _real_json(v):
+    v = float(v)
+    return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
 
 
 def real(value):

@@ -170,7 +170,7 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
             if not first_failure and any(r["class"] in REAL for r in record["rows"] + record["findings"]):
                 first_failure.append(time.perf_counter() - clock[0])
         run = dict(out_dir=out_dir, jobs=jobs, who=backend.name, progress=progress,
-                   backend=backend if jobs == 1 else None, observe=observe)
+                   backend=backend, observe=observe)
         try:
             records = _run_all(cases, candidate, run, grid, seed=seed, per_cell=per_cell, cells=cells,
                                min_cases=min_cases, resume=resume)
