@@ -8,6 +8,8 @@ forward   z_i = a_{i-1} W_i^T + b_i       s_z^2 = s_{a,i-1}^2 (W_i^2)^T + local(
           a_i = f(z_i)                    s_a^2 = (f'(z) s_z)^2 + rho_f(z)^2
 loss      G = dC/da                       s_G^2 = (H s_a)^2 + rho_G^2
 BP1/BP2   delta = P (.) f'(z)             s_delta^2 = (f' s_P)^2 + (P f'' s_z)^2 + (P rho_d)^2 + delta^2
+          (BCE with its sigmoid: G and sigma' = a (1 - a) read the same a, delta = (a - y) / n:
+           s_delta^2 = (s_a / n)^2 + (8 delta)^2)
           P = G (BP1) or delta_{i+1} W_{i+1} (BP2): s_P^2 = s_delta^2 W^2 + local(P)
 BP3       db_i = sum_batch delta_i        s_b^2 = sum s_delta^2 + local(db)
 BP4       dW_i = delta_i^T a_{i-1}        s_W^2 = s_delta^2^T a^2 + delta^2^T s_a^2 + local(dW)
@@ -132,6 +134,10 @@ def running_bounds(case, truth, *, safety=1.0):
             d1, d2, rho_d = acts[i]
             delta = np.asarray(truth["deltas"][f"layers.{i}"], np.float64)
             s_d2 = (d1**2) * s_P2 + (P * d2) ** 2 * out.z_scale[i] ** 2 + (P * rho_d) ** 2 + delta**2
+            if i == n_layers - 1 and spec["loss"] == "binary_cross_entropy":
+                # BCE's (a - y) / (a (1 - a)) times sigma' = a (1 - a), as written, read the same rounded a:
+                # the product is (a - y) / n up to their own roundings, and a's error moves it by s_a / n.
+                s_d2 = s_a2[i] / delta.size ** 2 + (8 * delta) ** 2
             out.scale[(i, "delta")] = np.sqrt(s_d2)
             a_prev = x if i == 0 else a[i - 1]
             s_prev2 = np.zeros_like(x) if i == 0 else s_a2[i - 1]
@@ -155,6 +161,8 @@ def running_bounds(case, truth, *, safety=1.0):
                     + _local(delta**2, W2, P, W[i].shape[0]))
             if i == 0:
                 out.scale[(None, "input_grad")] = np.sqrt(s_P2)
+    for key, value in out.scale.items():     # inf x 0 where the first-order model breaks down: unbounded
+        out.scale[key] = np.where(np.isnan(value), np.inf, value)
     return out
 
 
@@ -171,10 +179,10 @@ def _limits(case, z, a, s_a2, out, u, safety):
                     f"{log_max:.4g}, where log(1 + e^z) overflows",
                     "np.logaddexp(0, z) (or max(z, 0) + log1p(exp(-|z|))) stays finite", i))
     if spec["loss"] == "binary_cross_entropy":
-        s = np.sqrt(s_a2[-1]) * u * safety
+        s = np.nan_to_num(np.sqrt(s_a2[-1]), nan=np.inf) * u * safety
         na = rounding.sigmoid(-z[-1])
-        if np.any(na <= s + u) or np.any(a[-1] <= s + float(info.tiny)):
+        if np.any(~(na > s + u)) or np.any(~(a[-1] > s + float(info.tiny))):
             out.limits.append(Limit(
                 f"binary_cross_entropy: a sigmoid output lies within rounding of "
-                f"{'1' if np.any(na <= s + u) else '0'} in {dtype}, where log(1 - a) or log(a) is infinite",
+                f"{'1' if np.any(~(na > s + u)) else '0'} in {dtype}, where log(1 - a) or log(a) is infinite",
                 "use bce_with_logits on the logits, or clamp as torch does (log >= -100)", len(spec["layers"])))

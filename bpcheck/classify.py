@@ -38,25 +38,42 @@ MAX_ENUMERATED = 10
 KINKED = {"relu": (0.0, 1.0), "leaky_relu": (0.01, 1.0)}   # the two one-sided derivatives
 
 # Documented framework conventions: how the arbiter evaluates each, and where it is documented.
+# A framework's conventions also hold together (torch's softplus cut-over in a hidden layer and its
+# BCE clamp at the output), so each framework's applicable set is tried at once as well.
+def _swap(old, new):
+    return lambda spec: {**spec, "layers": [{**l, "activation": new if l["activation"] == old else l["activation"]}
+                                            for l in spec["layers"]]}
+
+
 CONVENTIONS = (
-    {"name": "gelu evaluated as its tanh approximation",
+    {"name": "gelu evaluated as its tanh approximation", "framework": "jax",
      "applies": lambda spec: any(l["activation"] == "gelu" for l in spec["layers"]),
-     "spec": lambda spec: {**spec, "layers": [{**l, "activation": "gelu_tanh" if l["activation"] == "gelu"
-                                               else l["activation"]} for l in spec["layers"]]},
+     "spec": _swap("gelu", "gelu_tanh"),
      "source": "jax.nn.gelu defaults to approximate=True "
                "(https://docs.jax.dev/en/latest/_autosummary/jax.nn.gelu.html)"},
-    {"name": "softplus with PyTorch's linear cut-over (z for z > 20)",
+    {"name": "softplus with PyTorch's linear cut-over (z for z > 20)", "framework": "torch",
      "applies": lambda spec: any(l["activation"] == "softplus" for l in spec["layers"]),
-     "spec": lambda spec: {**spec, "layers": [{**l, "activation": "softplus@torch" if l["activation"] == "softplus"
-                                               else l["activation"]} for l in spec["layers"]]},
+     "spec": _swap("softplus", "softplus@torch"),
      "source": "torch.nn.functional.softplus(beta=1, threshold=20) "
                "(https://docs.pytorch.org/docs/stable/generated/torch.nn.Softplus.html)"},
     {"name": "binary cross-entropy with PyTorch's clamp (log >= -100; backward divides by max(a(1-a), 1e-12))",
+     "framework": "torch",
      "applies": lambda spec: spec["loss"] == "binary_cross_entropy",
      "spec": lambda spec: {**spec, "loss": "binary_cross_entropy@torch"},
      "source": "torch.nn.BCELoss (https://docs.pytorch.org/docs/stable/generated/torch.nn.BCELoss.html) and "
                "binary_cross_entropy_backward in aten/src/ATen/native/Loss.cpp"},
 )
+
+
+def convention_sets(spec):
+    """The conventions to try on ``spec``: each applicable one alone, and each framework's together."""
+    applicable = [c for c in CONVENTIONS if c["applies"](spec)]
+    sets = [(c,) for c in applicable]
+    for framework in dict.fromkeys(c["framework"] for c in applicable):
+        together = tuple(c for c in applicable if c["framework"] == framework)
+        if len(together) > 1:
+            sets.append(together)
+    return sets
 
 
 def classify(case, result, truth, bounds, rows, *, evaluate=None):
@@ -205,19 +222,21 @@ def _conventions(case, result, evaluate, failing):
     if not failing:
         return
     best = None
-    for convention in CONVENTIONS:
-        if not convention["applies"](case.spec):
-            continue
+    for conventions in convention_sets(case.spec):
+        spec = case.spec
+        for convention in conventions:
+            spec = convention["spec"](spec)
         try:
-            alt = evaluate(convention["spec"](case.spec))
+            alt = evaluate(spec)
         except (ValueError, KeyError, ArithmeticError):
             continue
         excess, passing = _fails_against(result, alt, failing)
         if any(passing) and (best is None or excess < best[0]):
-            best = (excess, passing, convention)
+            best = (excess, passing, conventions)
     if best is None:
         return
-    _, passing, convention = best
+    _, passing, conventions = best
+    note = "; ".join(f"matches {c['name']}: {c['source']}" for c in conventions)
     for r, ok in zip(failing, passing):
         if ok:
-            r.update({"class": "convention", "note": f"matches {convention['name']}: {convention['source']}"})
+            r.update({"class": "convention", "note": note})

@@ -59,7 +59,7 @@ def look_at(row, rows):
     last = max((r["layer"] for r in rows if r["layer"] is not None), default=0)
     ok = {(r["layer"], r["tensor"]) for r in rows if r["class"] == "pass"}
     if tensor == "loss":
-        return "the forward pass or the loss formula (DESIGN.md's table of losses)"
+        return "the forward pass or the loss formula (README, \"Conventions\": the table of losses)"
     if tensor == "activation":
         return f"the forward pass of layer {i}: z = a_prev @ W.T + b, a = {row['activation']}(z)"
     if tensor == "input_grad":

@@ -97,7 +97,8 @@ def _tanh(z):
     t = np.tanh(z)
     e = np.exp(-2 * np.abs(z))
     d1 = 4 * e / (1 + e) ** 2                       # sech^2, no cancellation
-    rho_d = (2 * K_FN + 1) * t * t + d1             # 1 - t^2: t's error, doubled, then the subtraction
+    # 1 - t^2: t's error doubled, then the subtraction; or 1 / cosh(z)^2: cosh's error doubled
+    rho_d = (2 * K_FN + 1) * (t * t + d1)
     return t, d1, -2 * t * d1, K_FN * np.abs(t), rho_d
 
 
@@ -206,7 +207,9 @@ class Loss:
         return np.abs(self.H) * s
 
     def value_from(self, s):
-        return float(np.sqrt(np.sum(np.square(self.G * s))))
+        """The loss's error from errors ``s`` in ``a``: summed as they come (the logits of one row share
+        their rounding history, so their errors need not cancel): sum |G| s, not its quadrature."""
+        return float(np.sum(np.abs(self.G) * s))
 
 
 def _squared(kappa_of):
@@ -252,7 +255,8 @@ class BceWithLogits(Loss):
         self.value = float(np.sum(t))
         self.G = (s - y) / n
         self.H = s * q / n
-        self.rho_G = ((K_FN + 2) * s + 2 * np.abs(s - y)) / n
+        # sigma(z) - y directly, or as autodiff of the stable loss: (1 - y) sigma(z) - y sigma(-z)
+        self.rho_G = ((K_FN + 2) * s + K_FN * (np.abs(y) * q + np.abs(1 - y) * s) + 2 * np.abs(s - y)) / n
         per_entry = (2 * np.abs(a) + 2 * np.abs(a * y) + K_FN * l1p + np.abs(t) * n) / n
         self.rho_L = math.sqrt(np.sum(per_entry**2) + sum_rounding_sq(np.sum(t * t), np.sum(t), n))
 

@@ -1,6 +1,6 @@
 """Spec, Case and Result: the shared vocabulary, validated, with JSON + .npz I/O.
 
-A *spec* is the JSON-serialisable architecture (DESIGN.md); a *case* is a spec
+A *spec* is the JSON-serialisable architecture (README, "Conventions"); a *case* is a spec
 with concrete ``params``, ``x`` and ``y``; a *result* is what a backend returns.
 Validation raises ``SpecError`` / ``ResultError`` with one message naming the
 offending field, so a person can fix it without reading this code.

@@ -1,24 +1,25 @@
 """``bpcheck validate``: judge someone else's backprop; ``bpcheck export-vectors``.
 
-    bpcheck validate path/to/mlp.py:backprop         # Python: the contract of DESIGN.md
+    bpcheck validate path/to/mlp.py:backprop         # Python: the contract of README, "Validate"
     bpcheck validate mypkg.mlp:backprop
     bpcheck validate --exec "node examples/mlp.js"   # any language: docs/protocol.md
 
-The same cases (``runner.generate_cases``), truth and derived tolerances as
-``bpcheck report``; the same report files, for the target. When a case is
-really wrong (class bug or precision), Hypothesis searches that case's loss,
-dtype and activations for a failure of the same kind and shrinks it to the
-smallest failing network (``bpcheck.search``; if it cannot reproduce it, the
-run's own case is used), the chain rule is walked to the first wrong link
-(``bpcheck.diagnose``), and the case is saved with a standalone
-``repro_<id>.py`` (``bpcheck.repro``).
+First the implementation is asked what it supports (``bpcheck.support``); the
+run draws only supported cells (``bpcheck.generate``: plain cases per cell and
+the edge families), judged by ``bpcheck.engine`` in worker processes
+(``bpcheck.pool``), the implementation itself isolated in a process of its own
+unless ``--in-process``; declined combinations are topped up until
+``--min-cases`` are checked. When a case is really wrong (class bug or
+precision), Hypothesis searches that case's loss, dtype, activations and
+family for a failure of the same kind and shrinks it (``bpcheck.search``), the
+chain rule is walked to the first wrong link (``bpcheck.diagnose``), the lines
+only failing cases run are named (``bpcheck.explain``), and the case is saved
+with a standalone ``repro_<id>.py`` (``bpcheck.repro``).
 
-Exit code: 0 every check passed; 1 a real discrepancy; 2 a usage error, an
-adapter error (the implementation raised, crashed, hung or replied with
-garbage) or nothing checked at all. 2 wins over 1: a run that could not
-judge every case is first a problem of wiring, and it is reported as such
-(the discrepancies are still listed). Unsupported features are skipped and
-listed, never counted as failures.
+Exit code: 0 every check passed on at least --min-cases checked cases; 1 a real
+discrepancy; 2 a usage error, an adapter error (the implementation raised,
+crashed, hung or replied with garbage) or too little checked -- 2 wins over 1;
+130 interrupted (the report holds what was judged; --resume continues).
 """
 import json
 import math

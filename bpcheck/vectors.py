@@ -5,7 +5,7 @@ loss x activation x dtype, the same architecture each time
 
     x (4, 3) -> 4 units, act -> 3 units, act -> 2 units, last -> loss
 
-where ``last`` is the activation the loss needs (DESIGN.md) or ``act``. Inputs
+where ``last`` is the activation the loss needs (README, "Conventions") or ``act``. Inputs
 come from NumPy's PCG64 bit stream (``random_raw``, whose output is fixed by its
 algorithm) seeded from the case id, so a case is the same whatever subset is
 exported. Every input is a multiple of 2^-24 of at most 24 significant bits:

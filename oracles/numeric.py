@@ -245,7 +245,7 @@ def _f64(arr):
 
 def backprop(spec, params, x, y, *, dps=50):
     """Loss, gradients, input gradient and per-layer z, a, dLoss/dz at ``dps`` digits
-    (more where a rule asks for them). Same contract as every backend (DESIGN.md);
+    (more where a rule asks for them). Same contract as every backend (README, "Conventions");
     all arrays are returned as float64."""
     for layer in spec["layers"]:
         if layer["activation"] not in ACTIVATIONS:

@@ -7,7 +7,7 @@ pre-activation ``z``. The derivative is what BP1 and BP2 multiply by
 are Python floats, which NumPy 2 treats as "weak" and never promotes a float32
 array with (a ``np.float64`` scalar would).
 
-Conventions at the non-differentiable points (DESIGN.md): relu'(0) = 0,
+Conventions at the non-differentiable points (README, "Conventions"): relu'(0) = 0,
 leaky_relu'(0) = 0.01 (slope 0.01), elu'(0) = 1.
 """
 import math

@@ -25,7 +25,7 @@ DTYPES = ["float32", "float64"]
 
 
 def last_activation(loss, hidden):
-    """The output activation a loss needs (DESIGN.md); any activation works for the rest."""
+    """The output activation a loss needs (README, "Conventions"); any activation works for the rest."""
     return {
         "binary_cross_entropy": "sigmoid",
         "bce_with_logits": "identity",
