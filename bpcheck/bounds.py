@@ -87,12 +87,14 @@ def _local(A2, B2, AB, n):
     return rounding.sum_rounding_sq(A2 @ B2, AB, n)
 
 
-def running_bounds(case, truth, *, safety=1.0):
+def running_bounds(case, truth, *, safety=1.0, same_a=True):
     """``Bounds`` for every tensor of ``case`` from the exact values in ``truth``.
 
     ``truth`` holds float64 ``pre_activations``, ``activations`` and ``deltas`` keyed
     "layers.{i}" (the arbiter's). ``safety`` scales the zones where rounding may cross a
-    threshold: a relu input within ``safety`` s_z of its kink, an overflow within reach. Raises KeyError for an unknown activation or loss.
+    threshold: a relu input within ``safety`` s_z of its kink, an overflow within reach.
+    ``same_a``: BCE's gradient and sigmoid' read the same rounded output (the definitions as
+    written); False for a formula where they do not cancel (a clamped denominator). Raises KeyError for an unknown activation or loss.
     """
     spec = case.spec
     u = UNIT_ROUNDOFF[spec["dtype"]]
@@ -134,7 +136,7 @@ def running_bounds(case, truth, *, safety=1.0):
             d1, d2, rho_d = acts[i]
             delta = np.asarray(truth["deltas"][f"layers.{i}"], np.float64)
             s_d2 = (d1**2) * s_P2 + (P * d2) ** 2 * out.z_scale[i] ** 2 + (P * rho_d) ** 2 + delta**2
-            if i == n_layers - 1 and spec["loss"] == "binary_cross_entropy":
+            if i == n_layers - 1 and spec["loss"] == "binary_cross_entropy" and same_a:
                 # BCE's (a - y) / (a (1 - a)) times sigma' = a (1 - a), as written, read the same rounded a:
                 # the product is (a - y) / n up to their own roundings, and a's error moves it by s_a / n.
                 s_d2 = s_a2[i] / delta.size ** 2 + (8 * delta) ** 2

@@ -114,14 +114,16 @@ def classify(case, result, truth, bounds, rows, *, evaluate=None):
     return rows
 
 
-def _fails_against(result, truth, rows):
-    """How far each row is from passing against another truth: sum of max(0, error/allowed - 1)."""
+def _fails_against(result, truth, rows, allowed=None):
+    """How far each row is from passing against another truth: sum of max(0, error/allowed - 1).
+    ``allowed(row)`` gives another formula's tolerance (default: the row's own)."""
     excess, passing = 0.0, []
     for r in rows:
         g, t = lookup(result, r["layer"], r["tensor"]), lookup(truth, r["layer"], r["tensor"])
-        error = metrics(g, t, r["allowed"])["error"]
-        passing.append(error <= r["allowed"])
-        excess += max(0.0, error / r["allowed"] - 1) if math.isfinite(error) else math.inf
+        limit = r["allowed"] if allowed is None else allowed(r)
+        error = metrics(g, t, limit)["error"]
+        passing.append(error <= limit)
+        excess += max(0.0, error / limit - 1) if math.isfinite(error) else math.inf
     return excess, passing
 
 
@@ -230,7 +232,14 @@ def _conventions(case, result, evaluate, failing):
             alt = evaluate(spec)
         except (ValueError, KeyError, ArithmeticError):
             continue
-        excess, passing = _fails_against(result, alt, failing)
+        limit_for = None
+        if spec["loss"] != case.spec["loss"]:     # a clamped loss: its gradient and sigma' no longer cancel
+            from bpcheck.bounds import running_bounds
+            from bpcheck.compare import SAFETY
+            alt_bounds = running_bounds(case, alt, safety=SAFETY, same_a=False)
+            limit_for = lambda r, b=alt_bounds: allowed_error(  # noqa: E731
+                b, r["layer"], r["tensor"], r["dtype"], np.size(lookup(alt, r["layer"], r["tensor"])))
+        excess, passing = _fails_against(result, alt, failing, limit_for)
         if any(passing) and (best is None or excess < best[0]):
             best = (excess, passing, conventions)
     if best is None:
