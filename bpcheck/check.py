@@ -73,7 +73,7 @@ def check_command(case_file, target, exec_command, timeout, in_process, strict):
     except (SpecError, ValueError) as exc:
         click.echo(f"bpcheck check: {exc}", err=True)
         sys.exit(2)
-    click.echo("\n".join(lines))
+    click.echo("\n".join(lines), err=code == 2)
     sys.exit(code)
 
 
