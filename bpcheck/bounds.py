@@ -65,7 +65,7 @@ class Bounds:
 
     def norm(self, layer, tensor):
         s = self.scale.get((layer, tensor))
-        return math.inf if s is None else float(np.linalg.norm(s))
+        return math.inf if s is None else rounding.norm2(s)
 
 
 def _through(S, abs_terms, rss2, linear):
@@ -95,15 +95,33 @@ def running_bounds(case, truth, *, safety=1.0, same_a=True):
     threshold: a relu input within ``safety`` s_z of its kink, an overflow within reach.
     ``same_a``: BCE's gradient and sigmoid' read the same rounded output (the definitions as
     written); False for a formula where they do not cancel (a clamped denominator). Raises KeyError for an unknown activation or loss.
+
+    The squared scales are carried in float64; where one overflows (a tensor beyond ~1e154,
+    as the exp_overflow cases reach in float64) the bound is carried again in extended
+    precision (np.longdouble: 80-bit on x86-64, exponent range 10^4932) and rounded back
+    to float64 -- an overflowing bound is never read as "anything goes".
     """
+    out = _bounds(case, truth, safety, same_a, np.float64)
+    if not all(np.isfinite(v).all() for v in out.scale.values()) and np.finfo(np.longdouble).maxexp > 1024:
+        out = _bounds(case, truth, safety, same_a, np.longdouble)
+        with np.errstate(over="ignore"):
+            out.scale = {key: value.astype(np.float64) for key, value in out.scale.items()}
+            out.z_scale = [value.astype(np.float64) for value in out.z_scale]
+    for key, value in out.scale.items():     # inf x 0 where the first-order model breaks down: unbounded
+        out.scale[key] = np.where(np.isnan(value), np.inf, value)
+    return out
+
+
+def _bounds(case, truth, safety, same_a, ft):
+    """``running_bounds`` with the scales carried in float type ``ft``."""
     spec = case.spec
     u = UNIT_ROUNDOFF[spec["dtype"]]
     n_layers = len(spec["layers"])
-    W = [np.asarray(case.params[f"layers.{i}.W"], np.float64) for i in range(n_layers)]
-    bias = [np.asarray(case.params[f"layers.{i}.b"], np.float64) for i in range(n_layers)]
+    W = [np.asarray(case.params[f"layers.{i}.W"], ft) for i in range(n_layers)]
+    bias = [np.asarray(case.params[f"layers.{i}.b"], ft) for i in range(n_layers)]
     z = [np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64) for i in range(n_layers)]
-    a = [np.asarray(truth["activations"][f"layers.{i}"], np.float64) for i in range(n_layers)]
-    x = np.asarray(case.x, np.float64)
+    a = [np.asarray(truth["activations"][f"layers.{i}"], ft) for i in range(n_layers)]
+    x = np.asarray(case.x, ft)
     out = Bounds()
     acts = []
     with np.errstate(all="ignore"):
@@ -116,7 +134,7 @@ def running_bounds(case, truth, *, safety=1.0, same_a=True):
             local = rounding.sum_rounding_sq(a_prev**2 @ W2.T + bias[i] ** 2, z[i], n)
             s_z2 = _through(z[i], np.abs(a_prev) @ absW.T + np.abs(bias[i]),
                             s_a_prev2 @ W2.T, np.sqrt(s_a_prev2) @ absW.T) + local
-            f, d1, d2, rho_f, rho_d = rounding.activation(layer["activation"], z[i])
+            f, d1, d2, rho_f, rho_d = (np.asarray(v, ft) for v in rounding.activation(layer["activation"], z[i]))
             if layer["activation"] in ("relu", "leaky_relu"):       # across the kink, the steeper side
                 d1 = np.where(np.abs(z[i]) <= np.sqrt(s_z2) * u * safety, 1.0, d1)
             acts.append((d1, d2, rho_d))
@@ -128,13 +146,13 @@ def running_bounds(case, truth, *, safety=1.0, same_a=True):
         _limits(case, z, a, s_a2, out, u, safety)
 
         # ---- loss and BP1
-        L = rounding.loss(spec["loss"], a[-1], case.y, z[-1])
-        s_G2 = np.square(L.propagate(np.sqrt(s_a2[-1]))) + L.rho_G**2
-        out.scale[(None, "loss")] = np.asarray(math.sqrt(L.value_from(np.sqrt(s_a2[-1])) ** 2 + L.rho_L**2))
-        P, s_P2 = L.G, s_G2
+        L = rounding.loss(spec["loss"], np.asarray(a[-1], np.float64), case.y, z[-1])
+        s_G2 = np.square(L.propagate(np.sqrt(s_a2[-1]))) + np.square(np.asarray(L.rho_G, ft))
+        out.scale[(None, "loss")] = np.asarray(np.hypot(L.value_from(np.sqrt(s_a2[-1])), L.rho_L))  # no overflow
+        P, s_P2 = np.asarray(L.G, ft), s_G2
         for i in reversed(range(n_layers)):
             d1, d2, rho_d = acts[i]
-            delta = np.asarray(truth["deltas"][f"layers.{i}"], np.float64)
+            delta = np.asarray(truth["deltas"][f"layers.{i}"], ft)
             s_d2 = (d1**2) * s_P2 + (P * d2) ** 2 * out.z_scale[i] ** 2 + (P * rho_d) ** 2 + delta**2
             if i == n_layers - 1 and spec["loss"] == "binary_cross_entropy" and same_a:
                 # BCE's (a - y) / (a (1 - a)) times sigma' = a (1 - a), as written, read the same rounded a:
@@ -163,8 +181,6 @@ def running_bounds(case, truth, *, safety=1.0, same_a=True):
                     + _local(delta**2, W2, P, W[i].shape[0]))
             if i == 0:
                 out.scale[(None, "input_grad")] = np.sqrt(s_P2)
-    for key, value in out.scale.items():     # inf x 0 where the first-order model breaks down: unbounded
-        out.scale[key] = np.where(np.isnan(value), np.inf, value)
     return out
 
 

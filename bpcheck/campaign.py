@@ -43,41 +43,51 @@ def candidates(zoo=ZOO):
 
 def judge_chunk(cases, named):
     """One summary per case: per implementation, its verdict, classes, smallest margin and worst z."""
-    from bpcheck.backends import AdapterError, Unsupported
-    from bpcheck.bounds import running_bounds
-    from bpcheck.compare import SAFETY
     from bpcheck.engine import _run_oracle
-    from bpcheck.judge import judge
-    from bpcheck.truth import exact
     jax_results = _run_oracle("jax", cases)
     out = []
     for k, case in enumerate(cases):
         start = time.perf_counter()
         line = {"case": case.id, "family": case.meta.get("family"), "dtype": case.spec["dtype"],
                 "loss": case.spec["loss"], "who": {}}
-        with np.errstate(all="ignore"):
-            truth = exact(case)
-            bounds = running_bounds(case, truth, safety=SAFETY)
-            runs = [(name, backend.run) for name, backend in named]
-            runs += [("torch", lambda c: _run_oracle("torch", [c])[0]), ("jax", lambda c: jax_results[k])]
-            for name, run in runs:
-                try:
-                    result = run(case)
-                    if isinstance(result, str):
-                        raise AdapterError(result)
-                except (Unsupported, AdapterError) as exc:
-                    line["who"][name] = {"verdict": "error", "message": str(exc)[:300]}
-                    continue
-                j = judge(case, result, who=name, truth=truth, bounds=bounds)
-                margins = [r["margin"] for r in j.rows                     # notes excused: not margins
-                           if r["class"] in ("pass", "bug", "precision") and math.isfinite(r.get("allowed", math.nan))]
-                line["who"][name] = {"verdict": j.verdict(), "classes": j.classes(),
-                                     "min_margin": min(margins, default=math.inf),
-                                     "max_z": max((SAFETY / m for m in margins if m > 0), default=0.0),
-                                     "failing": [f"{r['layer']}.{r['tensor']}" for r in j.failures]}
+        try:
+            _judge_all(case, named, jax_results[k], line)
+        except Exception as exc:           # bpcheck's own failure on this case: kept, counted, never hidden
+            line["harness_error"] = f"{type(exc).__name__}: {exc}"[:300]
         line["seconds"] = round(time.perf_counter() - start, 4)
         out.append(line)
     return out
+
+
+def _judge_all(case, named, jax_result, line):
+    """Fill ``line["who"]``: every implementation's judgement of ``case``."""
+    from bpcheck.backends import AdapterError, Unsupported
+    from bpcheck.bounds import running_bounds
+    from bpcheck.compare import SAFETY
+    from bpcheck.engine import _run_oracle
+    from bpcheck.judge import judge
+    from bpcheck.truth import exact
+    with np.errstate(all="ignore"):
+        truth = exact(case)
+        bounds = running_bounds(case, truth, safety=SAFETY)
+        line["unbounded"] = sum(not np.isfinite(v).all() for v in bounds.scale.values())
+        runs = [(name, backend.run) for name, backend in named]
+        runs += [("torch", lambda c: _run_oracle("torch", [c])[0]), ("jax", lambda c: jax_result)]
+        for name, run in runs:
+            try:
+                result = run(case)
+                if isinstance(result, str):
+                    raise AdapterError(result)
+            except (Unsupported, AdapterError) as exc:
+                line["who"][name] = {"verdict": "error", "message": str(exc)[:300]}
+                continue
+            j = judge(case, result, who=name, truth=truth, bounds=bounds)
+            margins = [r["margin"] for r in j.rows                     # notes excused: not margins
+                       if r["class"] in ("pass", "bug", "precision") and math.isfinite(r.get("allowed", math.nan))]
+            line["who"][name] = {"verdict": j.verdict(), "classes": j.classes(),
+                                 "min_margin": min(margins, default=math.inf),
+                                 "max_z": max((SAFETY / m for m in margins if m > 0), default=0.0),
+                                 "failing": [f"{r['layer']}.{r['tensor']}" for r in j.failures]}
 
 
 def _worker_init(zoo):
@@ -170,7 +180,10 @@ def aggregate(lines):
                       "margin_median": float(np.median(finite)) if finite.size else math.inf,
                       "max_z": max((v.get("max_z", 0.0) for _, v in entries), default=0.0)})
     families = Counter(line["family"] for line in lines)
+    harness = [line["case"] for line in lines if "harness_error" in line]
     return {"table": table, "families": dict(families),
+            "harness_errors": len(harness), "harness_error_cases": harness[:20],
+            "cases_with_unbounded_tensors": sum(bool(line.get("unbounded")) for line in lines),
             "total_false_alarms": sum(t["false_alarms"] for t in table),
             "total_judgements": sum(t["cases"] for t in table)}
 
@@ -181,7 +194,10 @@ def markdown(summary):
              f"`{m['command']}`: {m['cases']} cases (seed {m['seed']}; families "
              + ", ".join(f"{k} {v}" for k, v in sorted(summary["families"].items(), key=lambda kv: -kv[1]))
              + f"), {summary['total_judgements']} verdicts, {m['wall_seconds']} s with {m['jobs']} jobs.", "",
-             f"**False alarms: {summary['total_false_alarms']}.** A false alarm is a verdict FAIL (a row or "
+             f"**False alarms: {summary['total_false_alarms']}. Harness errors: {summary['harness_errors']}.** "
+             f"Cases where some tensor's bound is unbounded (the first-order model breaks down: inf x 0 at an "
+             f"overflow or underflow; that tensor is not checked): {summary['cases_with_unbounded_tensors']}. "
+             "A harness error is bpcheck failing on a case itself. A false alarm is a verdict FAIL (a row or "
              "finding of class bug or precision) for an implementation known to be correct. Margin = "
              "tolerance ÷ error of a tensor (the case's smallest is taken); max z = the largest "
              "error ÷ (u ‖s‖) over every tensor of every case, against the safety factor of 4.", "",
@@ -196,6 +212,9 @@ def markdown(summary):
     if alarms:
         lines += ["", "Cases with a false alarm (saved in false_alarms/ for `bpcheck check`):", ""]
         lines += [f"- {who}: {case}" for who, case in alarms]
+    if summary["harness_errors"]:
+        lines += ["", "Cases bpcheck itself failed on (saved in false_alarms/):", ""]
+        lines += [f"- {case}" for case in summary["harness_error_cases"]]
     return "\n".join(lines) + "\n"
 
 
@@ -203,7 +222,7 @@ def _save_alarms(cases, lines, directory):
     from bpcheck.spec import save_case
     by_id = {c.id: c for c in cases}
     for line in lines:
-        if any(v["verdict"] == "fail" for v in line["who"].values()):
+        if "harness_error" in line or any(v["verdict"] == "fail" for v in line["who"].values()):
             save_case(by_id[line["case"]], directory)
 
 
@@ -211,4 +230,4 @@ def campaign_command_body(n, *, zoo, jobs, out, seed, resume=False):
     """What ``bpcheck selftest --false-alarms N`` does; returns the exit code (1 on any false alarm)."""
     summary = run(n, zoo=zoo, jobs=jobs, out=out, seed=seed, resume=resume)
     print(markdown(summary))
-    return 1 if summary["total_false_alarms"] else 0
+    return 1 if summary["total_false_alarms"] or summary["harness_errors"] else 0

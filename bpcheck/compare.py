@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from bpcheck.bounds import UNIT_ROUNDOFF
+from bpcheck.rounding import norm2
 
 # One table; each number with the reason it has this value (README, "How a gradient is judged").
 TOLERANCE = {
@@ -78,20 +79,21 @@ def metrics(g, g_star, allowed, scale_norm=0.0):
     ``scale_norm`` (||s|| u) stands in for ||g*|| in the relative columns when ||g*|| is 0."""
     g = np.asarray(g, dtype=np.float64).ravel()
     t = np.asarray(g_star, dtype=np.float64).ravel()
-    norm_t = float(np.linalg.norm(t))
+    norm_t = norm2(t)
     denom = max(norm_t, scale_norm, np.finfo(np.float64).tiny)
     if not np.all(np.isfinite(g)):
         return {"error": math.inf, "rel": math.inf, "scale": math.nan, "max_abs": math.inf,
                 "cosine": math.nan, "denom": denom}
     diff = g - t
-    error = float(np.linalg.norm(diff))
-    tt, norm_g = float(t @ t), float(np.linalg.norm(g))
+    error, norm_g = norm2(diff), norm2(g)
+    c = max(norm_t, norm_g)                                  # g . t computed as c^2 (g/c . t/c): no overflow
+    gt = float((g / c) @ (t / c)) if 0 < c < math.inf else 0.0
     return {
         "error": error, "rel": error / denom, "denom": denom,
-        "scale": float(g @ t) / tt if tt > 0 else (1.0 if norm_g == 0 else math.inf),
+        "scale": gt * (c / norm_t) * (c / norm_t) if norm_t > 0 else (1.0 if norm_g == 0 else math.inf),
         "max_abs": float(np.max(np.abs(diff), initial=0.0)) / max(float(np.max(np.abs(t), initial=0.0)),
                                                                  np.finfo(np.float64).tiny),
-        "cosine": float(g @ t) / (norm_g * norm_t) if norm_g > 0 and norm_t > 0 else (1.0 if norm_g == norm_t
+        "cosine": gt * (c / norm_g) * (c / norm_t) if norm_g > 0 and norm_t > 0 else (1.0 if norm_g == norm_t
                                                                                       else 0.0),
     }
 

@@ -26,6 +26,7 @@ import numpy as np
 from bpcheck.bounds import UNIT_ROUNDOFF
 from bpcheck.classify import REAL
 from bpcheck.compare import describe, lookup
+from bpcheck.rounding import norm2
 from bpcheck.spec import KINKED
 _TENSORS = ("delta", "b", "W")
 
@@ -131,7 +132,7 @@ def hints(row, result, truth, case):
         a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
         with np.errstate(all="ignore"):
             return a.shape == b.shape and bool(np.all(np.isfinite(a))) and bool(
-                np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float64).tiny) / u <= limit)
+                norm2(a - b) / max(norm2(b), np.finfo(np.float64).tiny) / u <= limit)
     if not np.all(np.isfinite(g)):
         return ["NaN or infinity in the result: an overflow (exp of a large z?) or 0/0"]
     out = []

@@ -24,6 +24,7 @@ from bpcheck.backends import AdapterError, Unsupported
 from bpcheck.bounds import running_bounds
 from bpcheck.compare import SAFETY, allowed_error, lookup, tensors
 from bpcheck.judge import judge
+from bpcheck.rounding import norm2
 from bpcheck.truth import exact
 
 ORACLES = ("torch", "jax")
@@ -54,7 +55,7 @@ def repeat_finding(case, first, second, bounds):
         if np.array_equal(g, h, equal_nan=True):
             continue
         allowed = allowed_error(bounds, layer, tensor, case.spec["dtype"], g.size)
-        if not np.all(np.isfinite(g) == np.isfinite(h)) or np.linalg.norm(np.nan_to_num(g - h)) > allowed:
+        if not np.all(np.isfinite(g) == np.isfinite(h)) or norm2(np.nan_to_num(g - h)) > allowed:
             where = tensor if layer is None else f"layer {layer} {tensor}"
             return {"class": "bug", "kind": "nondeterministic",
                     "message": f"results differ between two identical calls ({where} first); "

@@ -178,6 +178,19 @@ def activation(name, z):
 
 # ---- sums ---------------------------------------------------------------------
 
+def norm2(v):
+    """The Euclidean norm of ``v`` (any shape) as a float, without overflow or underflow in the
+    squares: max|v| * ||v / max|v|||, as BLAS nrm2 scales it. inf if any entry is inf, nan if
+    any is nan (and none is inf)."""
+    v = np.abs(np.asarray(v, dtype=np.float64)).ravel()
+    if v.size == 0:
+        return 0.0
+    m = float(np.max(v))
+    if not 0 < m < math.inf:
+        return math.inf if np.any(np.isinf(v)) else m
+    return m * float(np.sqrt(np.sum(np.square(v / m))))
+
+
 def sum_rounding_sq(sq_terms, total, n):
     """Squared rounding scale (units of u^2) of a sum of ``n`` terms in any order:
     n * sum(t^2) + (n / 2)^2 * (sum t)^2.
@@ -190,6 +203,13 @@ def sum_rounding_sq(sq_terms, total, n):
     inside the first term. ``sq_terms`` is sum(t^2), ``total`` sum(t).
     """
     return n * sq_terms + (n / 2.0) ** 2 * np.square(total)
+
+
+def _scaled(scale_of, t):
+    """``scale_of(t)`` for a ``scale_of`` homogeneous of degree 1, evaluated on t / max|t| so that
+    the squares inside it cannot overflow."""
+    m = float(np.max(np.abs(t), initial=0.0))
+    return scale_of(t) if not 0 < m < math.inf else m * scale_of(t / m)
 
 
 # ---- losses -------------------------------------------------------------------
@@ -222,7 +242,8 @@ def _squared(kappa_of):
             self.H = np.full_like(a, 2 * kappa)
             self.rho_G = 3 * np.abs(self.G)                        # a - y, the scaling
             t = kappa * r * r                                      # each term rounds ~4 times
-            self.rho_L = math.sqrt(16 * np.sum(t * t) + sum_rounding_sq(np.sum(t * t), np.sum(t), t.size))
+            self.rho_L = _scaled(lambda t: math.sqrt(16 * np.sum(t * t)
+                                                     + sum_rounding_sq(np.sum(t * t), np.sum(t), t.size)), t)
     return Squared
 
 
@@ -277,7 +298,10 @@ class SoftmaxCrossEntropy(Loss):
         # per row: log(sum_j e^(z_j - z_y)) = log1p(sum_{j != y} ...), no cancellation
         others = np.exp(a - a[rows, y][:, None])
         others[rows, y] = 0
-        row_loss = np.log1p(others.sum(axis=1))
+        with np.errstate(over="ignore"):
+            row_loss = np.log1p(others.sum(axis=1))
+        # past exp's range (z_max - z_y > ~709) the same value is log S - (z_y - z_max), without cancellation
+        row_loss = np.where(np.isfinite(row_loss), row_loss, np.log(S[:, 0]) - shifted[rows, y])
         self.value = float(row_loss.sum() / B)
         self.G = (self.p - onehot) / B
         rel_p = K_FN + np.abs(shifted) + 3 + math.sqrt(D)        # exp, the shift, the sum, the division

@@ -101,6 +101,16 @@ def _row(j, layer, tensor):
 
 # ---- tolerances --------------------------------------------------------------
 
+def test_a_loss_near_the_float64_range_is_judged_not_crashed():
+    """a ~ 1e150: the loss (~1e300) is finite in float64 but its error scale squared is not; the
+    bound must stay a number (it once raised OverflowError and took a whole run down)."""
+    case = _case("float64", b0_first=0.25, activations=("identity", "identity"))
+    case.x[...] = case.x * 1e150
+    j = run(reference_backprop, case)
+    assert j.verdict() == "pass" and math.isfinite(_row(j, None, "loss")["allowed"])
+    assert run(_doubling(0), case).verdict() == "fail"
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_reference_passes_with_a_margin(dtype):
     j = run(reference_backprop, _case(dtype, b0_first=0.25, activations=("tanh", "sigmoid")))

@@ -27,6 +27,7 @@ def test_campaign_on_correct_implementations_raises_no_false_alarm(tmp_path):
     whos = {t["who"] for t in summary["table"]}
     assert whos == {"reference", "torch", "jax", "ok_textbook", "ok_nielsen_loop"}
     assert summary["total_false_alarms"] == 0, [t for t in summary["table"] if t["false_alarms"]]
+    assert summary["harness_errors"] == 0
     assert summary["meta"]["cases"] >= 120 and sum(summary["families"].values()) == summary["meta"]["cases"]
     assert (tmp_path / "out" / "false_alarms.md").read_text().startswith("# bpcheck false-alarm campaign")
     lines = (tmp_path / "out" / "false_alarms.jsonl").read_text().splitlines()
@@ -42,6 +43,23 @@ def test_campaign_counts_a_buggy_member_passed_off_as_correct(tmp_path):
     row = next(t for t in summary["table"] if t["who"] == "ok_disguised" and t["false_alarms"])
     assert row["alarm_cases"] and summary["total_false_alarms"] >= row["false_alarms"]
     assert list((tmp_path / "out" / "false_alarms").glob("*.json")), "the alarming cases are saved"
+
+
+def test_a_case_bpcheck_itself_fails_on_is_counted_saved_and_fails_the_run(tmp_path, monkeypatch):
+    import bpcheck.bounds
+    real = bpcheck.bounds.running_bounds
+
+    def fragile(case, truth, **kw):
+        if case.id.startswith("e"):
+            raise OverflowError("a bound overflowed")
+        return real(case, truth, **kw)
+    monkeypatch.setattr(bpcheck.bounds, "running_bounds", fragile)
+    (tmp_path / "zoo").mkdir()
+    summary = campaign.run(30, zoo=tmp_path / "zoo", jobs=1, out=tmp_path / "out", progress=False)
+    assert summary["harness_errors"] > 0 and summary["meta"]["cases"] >= 30, "the run went on"
+    assert "OverflowError" in (tmp_path / "out" / "false_alarms.jsonl").read_text()
+    assert list((tmp_path / "out" / "false_alarms").glob("e*.json"))
+    assert "Harness errors: " in (tmp_path / "out" / "false_alarms.md").read_text()
 
 
 @pytest.mark.parametrize("name, expected", [("ok_textbook", "pass"), ("bug_dw_mean", "fail")])
