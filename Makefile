@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test report bench browser clean
+.PHONY: test report proof bench browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ test: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/bpcheck report
+
+# The proof in reports/: the bug zoo (selftest.md), gradcheck and check_grads on the same zoo
+# (baselines.md), and the false-alarm campaign on 10^5 cases (false_alarms.md); ~25 min on 2 cores.
+proof: $(STAMP)
+	$(BIN)/bpcheck selftest --out reports
+	$(BIN)/bpcheck selftest --baselines 30 --out reports
+	$(BIN)/bpcheck selftest --false-alarms 100000 --out reports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
