@@ -87,68 +87,126 @@ def check_grads_verdict(backprop, case):
         return "error"
 
 
-def compare_on_zoo(n_cases=30, *, zoo=None, seed=None, out=Path("reports")):
-    """For every zoo member: bpcheck's, gradcheck's and check_grads' verdicts on the same float64 cases
-    (float64 cases of bpcheck's default draw, 40% from the edge families). Writes baselines.{json,md}."""
-    from bpcheck.backends import PythonBackend
+TOOLS = ("bpcheck", "gradcheck", "check_grads")
+
+
+def baseline_cases(examples=1, *, seed=None, losses=None, activations=None):
+    """The float64 cases of bpcheck's default draw: ``examples`` plain cases per loss x activation
+    cell and the edge families' share on top (``bpcheck.generate.generate_cases``)."""
     from bpcheck.generate import generate_cases
-    from bpcheck.judge import judge
     from bpcheck.report import DEFAULT_SEED
-    from bpcheck.selftest import ZOO, _load_module, members
-    drawn = [c for c in generate_cases(DEFAULT_SEED if seed is None else seed, 2) if c.spec["dtype"] == "float64"]
-    edge = [c for c in drawn if c.meta["family"] != "plain"][:round(0.4 * n_cases)]
-    cases = [c for c in drawn if c.meta["family"] == "plain"][:n_cases - len(edge)] + edge
-    rows = []
-    for name, path, expected in members(zoo or ZOO):
-        fn = _load_module(path).backprop
-        backend = PythonBackend(fn, name)
-        tally = {tool: {"pass": 0, "fail": 0, "error": 0} for tool in ("bpcheck", "gradcheck", "check_grads")}
-        seconds = dict.fromkeys(tally, 0.0)
-        for case in cases:
+    from bpcheck.spec import ACTIVATIONS, LOSSES
+    return generate_cases(DEFAULT_SEED if seed is None else seed, examples, dtypes=["float64"],
+                          losses=losses or LOSSES, activations=activations or ACTIVATIONS)
+
+
+def member_verdicts(path, name, cases):
+    """Each tool's verdict on each case: {"bpcheck": "pff...", ...} ("p" pass, "f" fail, "e" raised),
+    and the seconds each tool took."""
+    from bpcheck.backends import PythonBackend
+    from bpcheck.judge import judge
+    from bpcheck.selftest import _load_module
+    fn = _load_module(path).backprop
+    backend = PythonBackend(fn, name)
+    verdicts, seconds = {t: [] for t in TOOLS}, dict.fromkeys(TOOLS, 0.0)
+    for case in cases:
+        start = time.perf_counter()
+        try:
+            with np.errstate(all="ignore"):
+                verdicts["bpcheck"].append(judge(case, backend.run(case), who=name).verdict())
+        except Exception:
+            verdicts["bpcheck"].append("error")
+        seconds["bpcheck"] += time.perf_counter() - start
+        for tool, verdict in (("gradcheck", gradcheck_verdict), ("check_grads", check_grads_verdict)):
             start = time.perf_counter()
-            try:
-                with np.errstate(all="ignore"):
-                    tally["bpcheck"][judge(case, backend.run(case), who=name).verdict()] += 1
-            except Exception:
-                tally["bpcheck"]["error"] += 1
-            seconds["bpcheck"] += time.perf_counter() - start
-            for tool, verdict in (("gradcheck", gradcheck_verdict), ("check_grads", check_grads_verdict)):
-                start = time.perf_counter()
-                tally[tool][verdict(fn, case)] += 1
-                seconds[tool] += time.perf_counter() - start
-        rows.append({"member": name, "expected": expected["verdict"], "cases": len(cases), "tally": tally,
-                     "seconds": {k: round(v, 2) for k, v in seconds.items()}})
+            verdicts[tool].append(verdict(fn, case))
+            seconds[tool] += time.perf_counter() - start
+    return {"verdicts": {t: "".join(v[0] for v in vs) for t, vs in verdicts.items()},
+            "seconds": {t: round(v, 2) for t, v in seconds.items()}}
+
+
+def _member_job(args):
+    from bpcheck.pool import set_single_thread
+    set_single_thread()
+    path, name, case_docs = args
+    from bpcheck.records import case_from_json
+    return member_verdicts(path, name, [case_from_json(d) for d in case_docs])
+
+
+def compare_on_zoo(examples=1, *, zoo=None, seed=None, out=Path("reports"), jobs=1, losses=None,
+                   activations=None):
+    """bpcheck's, gradcheck's and check_grads' verdicts for every zoo member on the same float64 cases
+    (``baseline_cases``), members spread over ``jobs`` processes. Writes baselines.{json,md}; returns
+    the summary dict (``summarise``)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bpcheck.selftest import ZOO, members
+    from bpcheck.records import case_to_json
+    cases = baseline_cases(examples, seed=seed, losses=losses, activations=activations)
+    found = members(zoo or ZOO)
+    docs = [case_to_json(c) for c in cases]
+    jobs_args = [(str(path), name, docs) for name, path, _ in found]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_member_job, jobs_args))
+    else:
+        results = [member_verdicts(path, name, cases) for name, path, _ in found]
+    rows = [{"member": name, "expected": expected["verdict"], **result}
+            for (name, _, expected), result in zip(found, results)]
+    summary = summarise(rows, cases)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "baselines.json").write_text(json.dumps({"cases": len(cases), "members": rows}, indent=1) + "\n")
-    (out / "baselines.md").write_text(markdown(rows, len(cases)))
-    return rows
+    (out / "baselines.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "baselines.md").write_text(markdown(summary))
+    return summary
 
 
-def flagged(tally):
-    """A tool flags a member when any case fails or raises."""
-    return tally["fail"] + tally["error"] > 0
-
-
-def markdown(rows, n):
+def summarise(rows, cases):
+    """Per tool: mutants flagged (any case fails or raises), mutants caught on a case where the same
+    tool passes every correct member (a discriminating catch), correct members flagged and the
+    families of the cases that flagged them."""
     bugs = [r for r in rows if r["expected"] == "fail"]
     ok = [r for r in rows if r["expected"] == "pass"]
-    tools = ("bpcheck", "gradcheck", "check_grads")
-    caught = {t: sum(flagged(r["tally"][t]) for r in bugs) for t in tools}
-    false = {t: sum(flagged(r["tally"][t]) for r in ok) for t in tools}
+    families = [c.meta.get("family", "plain") for c in cases]
+    tools = {}
+    for t in TOOLS:
+        clean = [all(r["verdicts"][t][k] == "p" for r in ok) for k in range(len(cases))]
+        alarm_families = sorted({families[k] for r in ok for k, v in enumerate(r["verdicts"][t]) if v != "p"})
+        tools[t] = {"mutants_flagged": sum("f" in r["verdicts"][t] or "e" in r["verdicts"][t] for r in bugs),
+                    "mutants_caught_cleanly": sum(any(v != "p" and clean[k] for k, v in enumerate(r["verdicts"][t]))
+                                                  for r in bugs),
+                    "correct_flagged": sum(any(v != "p" for v in r["verdicts"][t]) for r in ok),
+                    "correct_alarm_cases": sum(v != "p" for r in ok for v in r["verdicts"][t]),
+                    "alarm_families": alarm_families,
+                    "seconds": round(sum(r["seconds"][t] for r in rows), 1)}
+    return {"cases": len(cases), "case_ids": [c.id for c in cases], "mutants": len(bugs), "correct": len(ok),
+            "tools": tools, "members": rows}
+
+
+def markdown(summary):
+    t, n = summary["tools"], summary["cases"]
+    row = lambda label, key: f"| {label} | " + " | ".join(str(t[k][key]) for k in TOOLS) + " |"  # noqa: E731
     lines = ["# bpcheck, gradcheck and check_grads on the bug zoo", "",
-             f"The same {n} float64 cases (from bpcheck's default draw: 60% plain, 40% from the edge "
-             "families) for every member. A tool *flags* a member when a case fails or the implementation "
-             "raises under it. gradcheck: `torch.autograd.gradcheck` defaults; check_grads: "
-             "`jax.test_util.check_grads(order=1, modes=['rev'])`; bpcheck: `bpcheck.judge.judge`. "
-             "Regenerate with `bpcheck selftest --baselines`.", "",
+             f"The same {n} float64 cases for every member: bpcheck's default draw in float64 (one plain "
+             "case per loss × activation cell, the edge families' 40% on top). A tool *flags* a member when "
+             "a case fails or the implementation raises under it; it *catches* a mutant cleanly when the "
+             "mutant fails on a case where the same tool passes every correct member. gradcheck: "
+             "`torch.autograd.gradcheck` defaults; check_grads: `jax.test_util.check_grads(order=1, "
+             "modes=['rev'])`, each on the implementation's loss and gradients; bpcheck: `bpcheck.judge.judge`. "
+             "Regenerate with `bpcheck selftest --baselines 1`.", "",
              "| | bpcheck | gradcheck | check_grads |", "|---|---|---|---|",
-             f"| mutants flagged (of {len(bugs)}) | {caught['bpcheck']} | {caught['gradcheck']} | {caught['check_grads']} |",
-             f"| correct members flagged (of {len(ok)}) | {false['bpcheck']} | {false['gradcheck']} | {false['check_grads']} |",
+             row(f"mutants flagged (of {summary['mutants']})", "mutants_flagged"),
+             row(f"mutants caught cleanly (of {summary['mutants']})", "mutants_caught_cleanly"),
+             row(f"correct members flagged (of {summary['correct']})", "correct_flagged"),
+             row(f"failing verdicts on correct members (of {summary['correct'] * n})", "correct_alarm_cases"),
+             "| families of those cases | " + " | ".join(", ".join(t[k]["alarm_families"]) or "—" for k in TOOLS)
+             + " |",
+             row("seconds, all members", "seconds"),
              "", "| member | expected | bpcheck fail/error | gradcheck fail/error | check_grads fail/error | "
              "seconds bpcheck / gradcheck / check_grads |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        cell = lambda t: f"{r['tally'][t]['fail']}/{r['tally'][t]['error']}"  # noqa: E731
+    for r in summary["members"]:
+        cell = lambda k: f"{r['verdicts'][k].count('f')}/{r['verdicts'][k].count('e')}"  # noqa: E731
         s = r["seconds"]
         lines.append(f"| {r['member']} | {r['expected']} | {cell('bpcheck')} | {cell('gradcheck')} | "
                      f"{cell('check_grads')} | {s['bpcheck']} / {s['gradcheck']} / {s['check_grads']} |")

@@ -8,11 +8,14 @@ layer; depths step through 1..max_depth across the grid. Ids look like
 ``c0042-mse-tanh-float32``.
 
 Then the edge cases, ``edge_share`` of the whole run (default 40%): the edge
-families (``strategies.EDGE_FAMILIES``) in turn, each family's cases walking
-through the losses, the activations and the dtypes at once, so that once there
-are more than 8 x 10 of them every family has met every loss and every
-activation (a bug that shows only for softmax logits near the exp overflow, or
-only at an exact zero of leaky_relu, is drawn on purpose, not by luck). Their
+families (``strategies.EDGE_FAMILIES``) in turn, in rounds of one case per
+family. Round t gives family f the loss (t + f) mod L and the activation
+(t + f) mod A, so every round meets every loss (up to 8 of them: a
+float64-only run of 47 edge cases still draws softmax logits near the exp
+overflow), every family meets every loss within L rounds and every activation
+within A, and a (family, loss) pair's next visit takes the other dtype. A bug
+that shows only for softmax logits near the exp overflow, or only at an exact
+zero of leaky_relu, is drawn on purpose, not by luck. Their
 ids look like ``e0007-exp_overflow-mse-elu-float64``; ``meta`` records seed,
 family and cell.
 
@@ -95,10 +98,11 @@ def generate_cases(seed, examples, *, losses=LOSSES, activations=ACTIVATIONS, dt
     cell_dtypes = [d for d in dtypes if any(c[2] == d for c in cells)]
     families = bst.EDGE_FAMILIES
     for j in range(first, last):
-        family, t = families[j % len(families)], j // len(families)
-        loss = cell_losses[t % len(cell_losses)]
-        act = pool[(t + j % len(families)) % len(pool)]
-        dtype = cell_dtypes[(t + j) % len(cell_dtypes)]     # a pair's next visit takes the other dtype
+        f, t = j % len(families), j // len(families)        # family, round
+        family, n_losses = families[f], len(cell_losses)
+        loss = cell_losses[(t + f) % n_losses]              # every round meets every loss (up to 8)
+        act = pool[(t + f) % len(pool)]
+        dtype = cell_dtypes[(t // n_losses + f) % len(cell_dtypes)]   # a pair's next visit: the other dtype
         if (loss, act, dtype) not in cells:        # e.g. a loss whose last activation is not supported
             act = next(a for l, a, d in cells if l == loss and d == dtype) if any(
                 l == loss and d == dtype for l, _, d in cells) else None

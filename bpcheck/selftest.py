@@ -111,7 +111,8 @@ def table_lines(rows, s):
 @click.option("--false-alarms", type=click.IntRange(0), default=0,
               help="Run the false-alarm campaign on N cases instead (bpcheck.campaign).")
 @click.option("--baselines", type=click.IntRange(0), default=0, metavar="N",
-              help="Run bpcheck, gradcheck and check_grads on the same N float64 cases per member instead.")
+              help="Run bpcheck, gradcheck and check_grads on the same float64 cases (N plain per loss x "
+                   "activation cell, edge cases on top) for every member instead.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted false-alarm campaign.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
 @click.option("--seed", type=int, default=None, help="Case generator seed (default: bpcheck's).")
@@ -121,8 +122,7 @@ def selftest_command(zoo, only, jobs, false_alarms, baselines, resume, out, seed
     jobs = jobs or default_jobs()
     if baselines:
         from bpcheck.baselines import compare_on_zoo, markdown
-        rows = compare_on_zoo(baselines, zoo=zoo, seed=seed, out=out)
-        click.echo(markdown(rows, baselines))
+        click.echo(markdown(compare_on_zoo(baselines, zoo=zoo, seed=seed, out=out, jobs=jobs)))
         return
     if false_alarms:
         from bpcheck.campaign import campaign_command_body

@@ -82,6 +82,23 @@ def test_generate_covers_the_grid_every_depth_and_every_edge_family():
     assert all(not np.any(c.x) for c in cases if c.meta["family"] == "zero_x")
 
 
+def test_every_loss_gets_edge_cases_in_a_short_one_dtype_run():
+    """A float64-only run has 47 edge cases: each family must still meet losses from the whole list
+    (the last loss, softmax_cross_entropy, once got none), and a pair's visits alternate dtypes."""
+    from bpcheck.spec import LOSSES
+    from bpcheck.strategies import EDGE_FAMILIES
+    edge = [c for c in generate_cases(5, 1, dtypes=["float64"]) if c.meta["family"] != "plain"]
+    assert len(edge) == 47 and {c.meta["cell"]["loss"] for c in edge} == set(LOSSES)
+    assert {c.meta["cell"]["loss"] for c in edge if c.meta["family"] == "exp_overflow"} >= {
+        "softmax_cross_entropy", "mse"}
+    both = [c for c in generate_cases(5, 6) if c.meta["family"] != "plain"]
+    visits = {}
+    for c in both:
+        visits.setdefault((c.meta["family"], c.meta["cell"]["loss"]), []).append(c.meta["cell"]["dtype"])
+    assert {(f, l) for f, l in visits} == {(f, l) for f in EDGE_FAMILIES for l in LOSSES}
+    assert all(len(set(d[:2])) == 2 for d in visits.values() if len(d) >= 2)
+
+
 def _digest(cases):
     h = hashlib.sha256()
     for c in cases:

@@ -76,7 +76,21 @@ def test_gradcheck_and_check_grads_wrappers_see_a_wrong_gradient(name, expected)
 
 def test_baselines_table_is_written(tmp_path):
     zoo = small_zoo(tmp_path, ["ok_textbook", "bug_weight_decay"])
-    rows = compare_on_zoo(3, zoo=zoo, out=tmp_path / "out")
-    assert {r["member"] for r in rows} == {"ok_textbook", "bug_weight_decay"}
+    summary = compare_on_zoo(1, zoo=zoo, out=tmp_path / "out", losses=["mse"], activations=["tanh", "relu"])
+    assert {r["member"] for r in summary["members"]} == {"ok_textbook", "bug_weight_decay"}
+    assert summary["cases"] >= 2 and all(len(v) == summary["cases"] for r in summary["members"]
+                                         for v in r["verdicts"].values())
     text = (tmp_path / "out" / "baselines.md").read_text()
-    assert "| mutants flagged (of 1) | 1 |" in text and "| correct members flagged (of 1) | 0 |" in text
+    assert "| mutants caught cleanly (of 1) | 1 |" in text and "| correct members flagged (of 1) | 0 |" in text
+
+
+def test_a_tool_that_flags_everything_catches_nothing_cleanly():
+    from bpcheck.baselines import summarise
+    cases = generate_cases(1, 1, losses=["mse"], activations=["tanh"], edge_share=0.0)[:2]
+    rows = [{"member": "bug_x", "expected": "fail", "seconds": dict.fromkeys(("bpcheck", "gradcheck", "check_grads"), 0),
+             "verdicts": {"bpcheck": "fp", "gradcheck": "ff", "check_grads": "pf"}},
+            {"member": "ok_y", "expected": "pass", "seconds": dict.fromkeys(("bpcheck", "gradcheck", "check_grads"), 0),
+             "verdicts": {"bpcheck": "pp", "gradcheck": "ff", "check_grads": "pp"}}]
+    tools = summarise(rows, cases)["tools"]
+    assert tools["gradcheck"]["mutants_flagged"] == 1 and tools["gradcheck"]["mutants_caught_cleanly"] == 0
+    assert tools["gradcheck"]["correct_flagged"] == 1 and tools["bpcheck"]["mutants_caught_cleanly"] == 1
