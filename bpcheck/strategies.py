@@ -9,7 +9,7 @@ backprop code breaking:
 | family | what it draws | what it exposes |
 |---|---|---|
 | zero_kinks | exact zeros z = 0: zero rows of x with zero biases, and dead units (zero W row and bias) | derivatives at the kink (0/0, relu'(0)) |
-| exp_overflow | a hidden layer (the focus activation's) and the output layer scaled so max z reaches 85-100 (float32) or 700-740 (float64) | exp overflow, also in the unused branch of a `where`; softmax shifted by the wrong max |
+| exp_overflow | a hidden layer (the focus activation's) and the output layer scaled so max z reaches 85-100 (float32) or 700-740 (float64); softmax logits placed so the rows' maxima span that range from 0 | exp overflow, also in the unused branch of a `where`; softmax shifted by the batch-wide max |
 | saturated | the same, max abs z 8-40 | saturated sigmoid/tanh/softplus/gelu/elu tails, log(sigmoid) |
 | one_unit | layers of one unit (the output too, but for softmax) | squeezes, broadcasting slips |
 | square | every layer square (units = fan_in) | transposes that square shapes cannot reveal |
@@ -189,7 +189,10 @@ def _scale_layers(d, spec, params, x, lo, hi, focus=None, positive=False):
     """Scale W and b of the first hidden layer with activation ``focus`` (else of a drawn hidden
     layer, if any) and of the output layer so that each one's largest |z| (largest z, with
     ``positive``: where exp overflows), in the float64 forward pass of the drawn values, lands in
-    [lo, hi]: the activation and the logits both reach the edge."""
+    [lo, hi]: the activation and the logits both reach the edge. Softmax logits with ``positive``
+    (exp_overflow) are placed instead so that the rows' largest logits span [lo, hi], from 0 up:
+    the largest z lands in [lo, hi] as before, and one row lies that far below the batch's
+    maximum (a softmax shifted by the batch-wide max underflows there)."""
     depth = len(spec["layers"])
     hidden = [i for i, layer in enumerate(spec["layers"][:-1]) if focus is None or layer["activation"] == focus]
     targets = {depth - 1} | ({hidden[0] if focus else d.choice(hidden)} if hidden else set())
@@ -198,7 +201,16 @@ def _scale_layers(d, spec, params, x, lo, hi, focus=None, positive=False):
         W, b = params[f"layers.{i}.W"], params[f"layers.{i}.b"]
         z = a @ W.T + b
         peak = float(np.max(z) if positive and np.max(z) > 1e-3 else np.max(np.abs(z)))
-        if i in targets and peak > 1e-3:       # a layer with nothing to scale keeps its values
+        spread = float(np.ptp(np.max(z, axis=1)))
+        row_max_apart = positive and i == depth - 1 and spread > 1e-3 and spec["loss"] == "softmax_cross_entropy"
+        if row_max_apart:
+            # the rows' largest logits span [lo, hi] and the lowest of them sits at 0: the largest
+            # z still lands in [lo, hi], and a row lies that far below the batch's maximum
+            factor = d.uniform((), lo, hi).item() / spread
+            shift = float(np.min(np.max(z, axis=1))) * factor
+            params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor - shift
+            z = z * factor - shift
+        elif i in targets and peak > 1e-3:       # a layer with nothing to scale keeps its values
             factor = d.uniform((), lo, hi).item() / peak
             params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor
             z = z * factor

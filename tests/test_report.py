@@ -99,6 +99,25 @@ def test_every_loss_gets_edge_cases_in_a_short_one_dtype_run():
     assert all(len(set(d[:2])) == 2 for d in visits.values() if len(d) >= 2)
 
 
+def test_exp_overflow_softmax_cases_put_a_row_far_below_the_batch_max():
+    """A softmax shifted by the batch-wide max instead of each row's shows only where one row's
+    largest logit lies far below another's: the family places the rows' maxima over the overflow
+    range, from 0 up (a default run once drew no such case and missed that bug)."""
+    from bpcheck.strategies import OVERFLOW_Z, NumpyDraws, draw_case, draw_spec
+    from reference.network import forward
+    for seed in range(20):
+        d = NumpyDraws(np.random.default_rng(seed))
+        spec = draw_spec(d, "exp_overflow", losses=["softmax_cross_entropy"])
+        case = draw_case(d, spec, "exp_overflow", batch=d.integer(2, 8))
+        params = {k: v.astype(np.float64) for k, v in case.params.items()}
+        logits = forward(spec, params, case.x.astype(np.float64))[0][-1]
+        row_max = np.max(logits, axis=1)
+        lo, hi = OVERFLOW_Z[spec["dtype"]]
+        if np.ptp(row_max) > 0:
+            assert lo * 0.99 <= np.max(row_max) - np.min(row_max) <= hi * 1.01, (seed, row_max)
+            assert lo * 0.99 <= np.max(logits) <= hi * 1.01
+
+
 def _digest(cases):
     h = hashlib.sha256()
     for c in cases:
