@@ -9,7 +9,9 @@ dtype_limit  the definition itself is not finite in the case's dtype here
              log(1 - a); softplus's e^z past the overflow), and the row is computed
              from that value: a NaN or infinity is the definition's, and a finite
              value is the implementation's own way past it (torch clamps the log at
-             -100), which the definition cannot judge. A note with a hint.
+             -100), which the definition cannot judge. A note with a hint. A candidate
+             that reports the limited hidden layer's activation finite did not meet
+             the limit: its later rows are judged as any others.
 kink         the candidate agrees with the truth re-evaluated with the other
              one-sided derivative at relu/leaky_relu inputs that are exactly 0 or
              within rounding of 0 (both sides are admissible subgradients there).
@@ -86,9 +88,9 @@ def classify(case, result, truth, bounds, rows, *, evaluate=None):
     if not failing:
         return rows
     for r in failing:
-        limit = next((lim for lim in bounds.limits if lim.reaches(r)), None)
         g = lookup(result, r["layer"], r["tensor"])
         finite = g is None or bool(np.all(np.isfinite(np.asarray(g, np.float64))))
+        limit = next((lim for lim in bounds.limits if lim.reaches(r) and _met(lim, case, result)), None)
         if limit is not None:
             r.update({"class": "dtype_limit", "note": f"{limit.reason}: the definition itself is not finite in "
                                                       f"{case.spec['dtype']} here; {limit.hint}"})
@@ -112,6 +114,17 @@ def classify(case, result, truth, bounds, rows, *, evaluate=None):
         else:
             r["class"] = "bug"
     return rows
+
+
+def _met(limit, case, result):
+    """Whether the candidate ran into ``limit`` itself. A hidden layer's limit (softplus's e^z past the
+    overflow) is met unless the candidate reports that layer's activation finite: then it went past
+    the overflow its own way (a stable formula), and the rows computed from it are judged as any
+    other -- a NaN further on is its own. A limit at the loss is always met."""
+    if limit.layer >= len(case.spec["layers"]):
+        return True
+    a = lookup(result, limit.layer, "activation")
+    return a is None or not bool(np.all(np.isfinite(np.asarray(a, np.float64))))
 
 
 def _fails_against(result, truth, rows, allowed=None):

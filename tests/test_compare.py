@@ -231,6 +231,29 @@ def test_the_textbook_bce_at_a_saturated_sigmoid_is_a_dtype_limit_note(dtype):
     assert "bce_with_logits" in j.notes[0]["note"] and j.verdict(strict=True) == "fail"
 
 
+def _softplus_overflow():
+    """Layer 0's second unit has z = 720.x, past log(max float64) = 709.8: log(1 + e^z) overflows."""
+    case = _case("float64", 0.25, ("softplus", "identity"))
+    case.params["layers.0.b"][1] = 720.0
+    return validate_case(case)
+
+
+def test_a_textbook_softplus_past_the_overflow_is_a_dtype_limit_note():
+    from bpcheck.selftest import ZOO, _load_module
+    j = run(_load_module(ZOO / "ok_textbook.py").backprop, _softplus_overflow(), "textbook")
+    assert j.verdict() == "pass" and j.notes and {r["class"] for r in j.notes} == {"dtype_limit"}
+    assert "logaddexp" in j.notes[0]["note"]
+
+
+def test_a_stable_softplus_does_not_excuse_a_nan_further_on():
+    """A candidate whose softplus layer stays finite past the overflow went past it its own way: a NaN
+    in its later gradients is its own (a log(sigmoid) loss once hid behind the dtype_limit note)."""
+    case = _softplus_overflow()
+    assert run(reference_backprop, case, "reference").verdict() == "pass"
+    j = run(_mutated(lambda o: o["grads"].__setitem__("layers.1.W", o["grads"]["layers.1.W"] * np.nan)), case)
+    assert j.verdict() == "fail" and _row(j, 1, "W")["class"] == "bug"
+
+
 def test_torch_bce_clamp_is_its_documented_convention():
     """float64, z = 30: 1 - a = 9e-14 is representable, a (1 - a) < 1e-12, so torch's backward divides by its
     epsilon and is ~10x off: the arbiter's evaluation of torch's documented clamp explains it."""
