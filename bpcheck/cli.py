@@ -1,4 +1,4 @@
-"""The ``bpcheck`` command line: ``report``, ``validate``, ``check``, ``selftest``, ``export-vectors``.
+"""The ``bpcheck`` command line: ``report``, ``merge``, ``validate``, ``check``, ``selftest``, ``export-vectors``.
 
 Each command lives beside the code it drives (bpcheck.report, bpcheck.validate);
 this module only gathers them, so ``bpcheck --help`` starts fast.
@@ -16,10 +16,12 @@ def main():
 
 def _register():
     from bpcheck.check import check_command
+    from bpcheck.merge import merge_command
     from bpcheck.report import report_command
     from bpcheck.selftest import selftest_command
     from bpcheck.validate import export_vectors_command, validate_command
     main.add_command(report_command, "report")
+    main.add_command(merge_command, "merge")
     main.add_command(validate_command, "validate")
     main.add_command(check_command, "check")
     main.add_command(selftest_command, "selftest")

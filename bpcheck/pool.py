@@ -14,10 +14,17 @@ crash, a hang or an exit is a record, the candidate is restarted, the run
 goes on. An in-process candidate that kills its worker breaks the pool: the
 cases of the chunks in flight run again one by one in a fresh pool, and a
 case that kills it again is recorded as the one that did.
+
+``scheduler``: the same chunks go to a Dask distributed cluster instead
+(``tcp://host:port`` of a running scheduler; the optional extra
+``bpcheck[dask]``). Each Dask worker thread builds the candidate once and keeps
+it; only JSON text crosses to and from the workers, as with the local pool; a
+chunk whose worker dies is run again case by case, as above.
 """
 import json
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +35,7 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_N
 # cases per worker, fewer workers finish sooner (benchmarks/results.md).
 CASES_PER_WORKER = 300
 BUILTINS = ("reference", "torch", "jax", "numeric")
+CONNECT_SECONDS = 30                # how long to try a Dask scheduler's address
 
 
 @dataclass(frozen=True)
@@ -78,25 +86,41 @@ def set_single_thread(environ=os.environ):
 _WORKER = {}
 
 
+def _worker_state(candidate, who, oracles):
+    state = {"candidate": None, "who": who, "oracles": oracles, "error": None}
+    try:
+        state["candidate"] = candidate.build()
+    except Exception as exc:  # reported on every case, the run goes on
+        state["error"] = f"cannot load candidate {candidate.label!r}: {exc}"
+    return state
+
+
 def _worker_init(candidate, who, oracles):
     set_single_thread()             # torch, if an oracle imports it later, reads OMP_NUM_THREADS
-    _WORKER.update(candidate=None, who=who, oracles=oracles, error=None)
-    try:
-        _WORKER["candidate"] = candidate.build()
-    except Exception as exc:  # reported on every case, the run goes on
-        _WORKER["error"] = f"cannot load candidate {candidate.label!r}: {exc}"
+    _WORKER.update(_worker_state(candidate, who, oracles))
 
 
-def _worker_run(chunk_text):
+def _worker_run(chunk_text, state=_WORKER):
     """JSON text in, JSON text out: nothing but strings crosses the process boundary."""
     from bpcheck.engine import judge_cases
     cases = [case_from_json(doc) for doc in json.loads(chunk_text)]
-    if _WORKER["error"]:
-        return [dumps(_failed(case, _WORKER["who"], _WORKER["error"])) for case in cases]
-    records = judge_cases(cases, _WORKER["candidate"], who=_WORKER["who"], oracles=_WORKER["oracles"],
-                          repeat_first=not _WORKER.get("repeated"))
-    _WORKER["repeated"] = True
+    if state["error"]:
+        return [dumps(_failed(case, state["who"], state["error"])) for case in cases]
+    records = judge_cases(cases, state["candidate"], who=state["who"], oracles=state["oracles"],
+                          repeat_first=not state.get("repeated"))
+    state["repeated"] = True
     return [dumps(r) for r in records]
+
+
+_THREAD = threading.local()
+
+
+def _dask_run(candidate, who, oracles, chunk_text):
+    """``_worker_run`` on a Dask worker: each worker thread builds the candidate once per run."""
+    key = (candidate, who, oracles)
+    if getattr(_THREAD, "key", None) != key:
+        _THREAD.key, _THREAD.state = key, _worker_state(candidate, who, oracles)
+    return _worker_run(chunk_text, _THREAD.state)
 
 
 def _failed(case, who, message, stage="candidate"):
@@ -108,14 +132,15 @@ def _failed(case, who, message, stage="candidate"):
 # ---- running ----------------------------------------------------------------
 
 def run_cases(cases, candidate, *, out_dir, jobs=1, resume=False, who=None, oracles=(), progress=True,
-              chunk=None, backend=None, observe=None):
+              chunk=None, backend=None, observe=None, scheduler=None):
     """Judge ``cases``; one JSON line per case in ``out_dir/cases.jsonl``; records in case order.
 
     ``candidate`` is a ``Candidate`` (or a target string). ``jobs`` is the most worker
     processes to use: one per ``CASES_PER_WORKER`` cases to judge (all ``jobs`` for an
     in-process candidate, whose crash must take a worker down, not this process). ``backend``: an already
     built backend, used when the run stays in this process. ``observe(record)`` is called
-    for each record as it is written.
+    for each record as it is written. ``scheduler``: the address of a Dask distributed scheduler
+    to run the chunks on instead (``jobs`` is then taken from the cluster's threads).
     """
     from bpcheck.progress import Progress
     if isinstance(candidate, str):
@@ -142,7 +167,10 @@ def run_cases(cases, candidate, *, out_dir, jobs=1, resume=False, who=None, orac
     else:
         path.write_text("")
     todo = [c for c in cases if c.id not in done]
-    if candidate.contained:                  # a worker costs seconds to start: fewer for a short run
+    client = _dask_client(scheduler) if scheduler else None
+    if client is not None:
+        jobs = max(1, sum(client.nthreads().values()))
+    elif candidate.contained:                  # a worker costs seconds to start: fewer for a short run
         jobs = min(jobs, max(1, len(todo) // CASES_PER_WORKER))
     size = chunk or max(1, min(64, -(-len(todo) // (4 * jobs)) if todo else 1))
     chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
@@ -157,15 +185,17 @@ def run_cases(cases, candidate, *, out_dir, jobs=1, resume=False, who=None, orac
             if observe is not None:
                 observe(record)
         try:
-            if jobs == 1:
+            if client is None and jobs == 1:
                 _run_here(chunks, candidate, backend, who, oracles, emit)
             else:
-                _run_pool(chunks, candidate, who, oracles, jobs, emit)
+                _run_pool(chunks, candidate, who, oracles, jobs, emit, client)
         except KeyboardInterrupt:
             from bpcheck.signals import Interrupted
             raise Interrupted([done[i] for i in ids if i in done]) from None
         finally:
             bar.close()
+            if client is not None:
+                client.close()
     return [done[i] for i in ids if i in done]
 
 
@@ -190,17 +220,46 @@ def _run_here(chunks, candidate, backend, who, oracles, emit):
             backend.close()
 
 
-def _run_pool(chunks, candidate, who, oracles, jobs, emit):
-    """Feed chunks to ``jobs`` spawned workers, two in flight each. A worker that dies breaks the
-    pool and the chunks in flight with it: each of their cases runs again alone in a fresh pool,
-    so a second death names its case."""
+def _dask_client(address):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise RuntimeError("--scheduler needs Dask distributed: pip install 'bpcheck[dask]'") from None
+    try:
+        return Client(address, timeout=CONNECT_SECONDS)
+    except (OSError, TimeoutError) as exc:
+        raise RuntimeError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+
+class _DaskPool:
+    """The two calls ``_run_pool`` makes of a process pool, on a Dask client."""
+
+    def __init__(self, client, candidate, who, oracles):
+        self.executor, self.args = client.get_executor(pure=False), (candidate, who, tuple(oracles))
+
+    def submit(self, fn, text):
+        return self.executor.submit(_dask_run, *self.args, text)
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass                                # the client is closed by run_cases
+
+
+def _run_pool(chunks, candidate, who, oracles, jobs, emit, client=None):
+    """Feed chunks to ``jobs`` spawned workers (or a Dask ``client``'s), two in flight each. A
+    worker that dies breaks the pool and the chunks in flight with it: each of their cases runs
+    again alone in a fresh pool, so a second death names its case."""
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
+    died = (BrokenProcessPool,)
+    if client is not None:
+        from distributed import KilledWorker
+        died = (BrokenProcessPool, KilledWorker)
 
     fresh = list(reversed(chunks))          # pop() from the end keeps the order
     suspects = []                           # single cases, each to run alone
     while fresh or suspects:
-        pool = _start_pool(candidate, who, oracles, jobs)
+        pool = (_DaskPool(client, candidate, who, oracles) if client is not None
+                else _start_pool(candidate, who, oracles, jobs))
         running, broken = {}, False
         try:
             while (fresh or suspects or running) and not broken:
@@ -217,8 +276,8 @@ def _run_pool(chunks, candidate, who, oracles, jobs, emit):
                     chunk, alone = running.pop(future)
                     try:
                         lines = future.result()
-                    except BrokenProcessPool:
-                        broken = True
+                    except died:
+                        broken = client is None      # a Dask cluster replaces its own workers
                         _died(chunk, alone, who, suspects, emit)
                         continue
                     for line in lines:

@@ -358,6 +358,24 @@ def _choices(known):
     return parse
 
 
+def parse_shard(value):
+    """``"I/N"`` -> (I, N) with 1 <= I <= N; None -> None. Raises click.BadParameter."""
+    if value is None:
+        return None
+    try:
+        i, n = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not I/N (e.g. 2/4)") from None
+    if not 1 <= i <= n:
+        raise click.BadParameter(f"{value!r}: need 1 <= I <= N")
+    return i, n
+
+
+def shard_of(cases, shard):
+    """Shard I of N: every N-th case from the I-th (deterministic; the shards partition the run)."""
+    return cases if shard is None else cases[shard[0] - 1::shard[1]]
+
+
 def default_jobs():
     try:
         return max(1, min(len(os.sched_getaffinity(0)), 8))
@@ -387,9 +405,14 @@ def default_jobs():
 @click.option("--candidate", default="reference", show_default=True,
               help="Implementation to report on: reference, module:function or path.py:function.")
 @click.option("--in-process", is_flag=True, help="Call a non-builtin candidate in bpcheck's own processes.")
+@click.option("--shard", default=None, callback=lambda ctx, param, value: parse_shard(value), metavar="I/N",
+              help="Judge only shard I of N (1 <= I <= N: every N-th case from the I-th), for CI matrices; "
+                   "`bpcheck merge` joins the shards into the unsharded run's report.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run the cases on a Dask distributed scheduler (tcp://host:port; pip install 'bpcheck[dask]').")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress.")
 def report_command(examples, seed, out, losses, activations, dtypes, max_depth, jobs, resume, edge_share,
-                   candidate, in_process, progress):
+                   candidate, in_process, shard, scheduler, progress):
     """Measure the candidate, torch and jax against the exact truth; write OUT/report.json,
     report.md, index.html and cases.jsonl. Exit 1 if the candidate has a failing row."""
     from bpcheck import strategies as bst
@@ -406,12 +429,14 @@ def report_command(examples, seed, out, losses, activations, dtypes, max_depth, 
     edge_share = bst.EDGE_SHARE if edge_share is None else edge_share
     flags = {"examples": examples, "seed": seed, "out": str(out), "losses": losses,
              "activations": activations, "dtypes": dtypes, "max_depth": max_depth, "jobs": jobs,
-             "resume": resume, "candidate": candidate, "edge_share": edge_share}
+             "resume": resume, "candidate": candidate, "edge_share": edge_share,
+             "shard": list(shard) if shard else None}
     t0 = time.perf_counter()
-    cases = generate_cases(seed, examples, losses=losses, activations=activations, dtypes=dtypes,
-                           max_depth=max_depth, edge_share=edge_share)
+    cases = shard_of(generate_cases(seed, examples, losses=losses, activations=activations, dtypes=dtypes,
+                                    max_depth=max_depth, edge_share=edge_share), shard)
     t1 = time.perf_counter()
-    click.echo(f"bpcheck report: {len(cases)} cases ({examples} per cell of "
+    click.echo(f"bpcheck report: {len(cases)} cases {f'(shard {shard[0]}/{shard[1]}) ' if shard else ''}"
+               f"({examples} per cell of "
                f"{len(losses)} losses × {len(activations)} activations × {len(dtypes)} dtypes, "
                f"{edge_share:.0%} edge families), {jobs} job(s) -> {out}/", err=True)
     before = {r["case"] for r in load_records(Path(out) / CASES_FILE)} if resume else set()
@@ -419,8 +444,9 @@ def report_command(examples, seed, out, losses, activations, dtypes, max_depth, 
     try:
         with interruptible():
             records = run_cases(cases, Candidate(candidate, isolate=not in_process), out_dir=out, jobs=jobs,
-                                resume=resume, who=candidate, progress=progress, oracles=ORACLE_NAMES)
-    except ValueError as exc:
+                                resume=resume, who=candidate, progress=progress, oracles=ORACLE_NAMES,
+                                scheduler=scheduler)
+    except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     except Interrupted as exc:
         records, interrupted = exc.records, True
