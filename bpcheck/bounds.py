@@ -97,12 +97,15 @@ def running_bounds(case, truth, *, safety=1.0, same_a=True):
     written); False for a formula where they do not cancel (a clamped denominator). Raises KeyError for an unknown activation or loss.
 
     The squared scales are carried in float64; where one overflows (a tensor beyond ~1e154,
-    as the exp_overflow cases reach in float64) the bound is carried again in extended
-    precision (np.longdouble: 80-bit on x86-64, exponent range 10^4932) and rounded back
-    to float64 -- an overflowing bound is never read as "anything goes".
+    as the exp_overflow cases reach in float64) or may underflow (an exact value below
+    ``TINY``: a silu output of 1e-186 past exp's range) the bound is carried again in
+    extended precision (np.longdouble: 80-bit on x86-64, exponent range 10^4932) and
+    rounded back to float64 -- an overflowing bound is never read as "anything goes", nor
+    an underflowed one as "exact".
     """
     out = _bounds(case, truth, safety, same_a, np.float64)
-    if not all(np.isfinite(v).all() for v in out.scale.values()) and np.finfo(np.longdouble).maxexp > 1024:
+    wide = not all(np.isfinite(v).all() for v in out.scale.values()) or _tiny(truth)
+    if wide and np.finfo(np.longdouble).maxexp > 1024:
         out = _bounds(case, truth, safety, same_a, np.longdouble)
         with np.errstate(over="ignore"):
             out.scale = {key: value.astype(np.float64) for key, value in out.scale.items()}
@@ -110,6 +113,21 @@ def running_bounds(case, truth, *, safety=1.0, same_a=True):
     for key, value in out.scale.items():     # inf x 0 where the first-order model breaks down: unbounded
         out.scale[key] = np.where(np.isnan(value), np.inf, value)
     return out
+
+
+TINY = 1e-120      # an exact value below this (nonzero) may have a squared scale below float64's range
+
+
+def _tiny(truth):
+    """Whether some nonzero exact value is below ``TINY``."""
+    arrays = [truth.get("loss")] + [v for kind in ("pre_activations", "activations", "deltas", "grads")
+                                    for v in (truth.get(kind) or {}).values()] + [truth.get("input_grad")]
+    for v in arrays:
+        if v is not None:
+            m = np.abs(np.asarray(v, np.float64))
+            if np.any((m > 0) & (m < TINY)):
+                return True
+    return False
 
 
 def _bounds(case, truth, safety, same_a, ft):

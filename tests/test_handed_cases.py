@@ -8,6 +8,9 @@ bpcheck once said wrongly, and what it says now, for every implementation of the
 - bce_saturated_sigmoid_float32: sigmoid outputs that round to exactly 1.0 in float32, so every
   textbook BCE (the reference too) returns inf. Once 'bug'; now a visible dtype_limit note with the
   hint to use bce_with_logits, and a pass.
+- silu_output_near_underflow_float64 (from the false-alarm campaign): silu outputs of 1e-186 and
+  8e-314, whose squared error scales underflow float64. Once a tolerance of 1e-106 u and 'precision'
+  for every correct implementation; the bound is now carried in extended precision there.
 """
 from pathlib import Path
 
@@ -64,3 +67,19 @@ def test_a_textbook_bce_at_a_sigmoid_rounded_to_one_is_a_dtype_limit_note(name):
 @pytest.mark.parametrize("name", ["stable", "torch", "jax"])
 def test_the_saturated_bce_case_passes_stable_implementations(name):
     assert verdict("bce_saturated_sigmoid_float32", name).verdict() == "pass"
+
+
+@pytest.mark.parametrize("name", sorted(IMPLEMENTATIONS))
+def test_tensors_near_the_float64_underflow_keep_their_tolerance(name):
+    assert verdict("silu_output_near_underflow_float64", name).verdict() == "pass"
+
+
+def test_the_underflow_case_still_catches_a_bug():
+    case = load_case(CASES / "silu_output_near_underflow_float64.json")
+
+    def off(spec, params, x, y):
+        out = IMPLEMENTATIONS["reference"](spec, params, x, y)
+        out["grads"]["layers.4.W"] = out["grads"]["layers.4.W"] * 1.01
+        return out
+    j = judge(case, PythonBackend(off, "off").run(case), who="off")
+    assert [(r["layer"], r["tensor"], r["class"]) for r in j.failures] == [(4, "W", "bug")]
