@@ -263,14 +263,19 @@ def _run_pool(chunks, candidate, who, oracles, jobs, emit, client=None):
         running, broken = {}, False
         try:
             while (fresh or suspects or running) and not broken:
-                if suspects:
-                    if not running:
-                        case = suspects.pop()
-                        running[pool.submit(_worker_run, _text([case]))] = ([case], True)
-                else:
-                    while fresh and len(running) < 2 * jobs:
-                        chunk = fresh.pop()
-                        running[pool.submit(_worker_run, _text(chunk))] = (chunk, False)
+                try:
+                    if suspects:
+                        if not running:
+                            case = suspects[-1]
+                            running[pool.submit(_worker_run, _text([case]))] = ([case], True)
+                            suspects.pop()
+                    else:
+                        while fresh and len(running) < 2 * jobs:
+                            running[pool.submit(_worker_run, _text(fresh[-1]))] = (fresh[-1], False)
+                            fresh.pop()
+                except died:                        # broke since the last wait: its chunk stays queued
+                    broken = True
+                    break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     chunk, alone = running.pop(future)

@@ -313,6 +313,38 @@ def test_a_candidate_that_kills_its_process_costs_only_that_case(small_run, tmp_
             assert record["status"] == "ok" and all(r["class"] == "pass" for r in record["rows"])
 
 
+def test_a_pool_that_breaks_between_two_submissions_loses_no_case(small_run, tmp_path, monkeypatch):
+    """A worker can die after one chunk is handed out and before the next: submit itself raises
+    BrokenProcessPool then (seen once in CI). That chunk stays queued and runs in the next pool."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bpcheck import pool as bpool
+    cases, pools = small_run[0][:6], []
+
+    class FakePool:
+        def __init__(self, *args):
+            self.calls = 0
+            pools.append(self)
+
+        def submit(self, fn, text):
+            self.calls += 1
+            if len(pools) == 1 and self.calls == 2:
+                raise BrokenProcessPool("a worker died")
+            done = Future()
+            done.set_result([bpool.dumps(bpool._failed(bpool.case_from_json(doc), "fake", "ran"))
+                             for doc in json.loads(text)])
+            return done
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+    monkeypatch.setattr(bpool, "_start_pool", FakePool)
+    records = bpool.run_cases(cases, Candidate("mine.py:backprop", isolate=False), out_dir=tmp_path, jobs=2,
+                              chunk=1, progress=False)
+    assert [r["case"] for r in records] == [c.id for c in cases] and len(pools) == 2
+    assert all(r["message"] == "ran" for r in records)
+
+
 def test_progress_prints_plain_lines_off_a_terminal(small_run, tmp_path, capsys):
     run_cases(small_run[0][:2], "reference", out_dir=tmp_path, progress=True)
     err = capsys.readouterr().err
