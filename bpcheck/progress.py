@@ -24,25 +24,32 @@ class Progress:
                            console=Console(file=self.stream), transient=False)
             self.task = self.bar.add_task("cases", total=total, completed=done, rate="", issues="")
             self.bar.start()
-        self.failing = 0
+        self.failing = self.noted = 0
 
     def advance(self, record):
         self.done += 1
         self.new += 1
-        if record.get("status") != "ok" or any(r.get("class") != "pass" for r in record.get("rows", [])):
+        classes = {r.get("class") for r in record.get("rows", []) + record.get("findings", [])}
+        if record.get("status") == "error" or classes & {"bug", "precision"}:
             self.failing += 1
+        elif classes - {"pass"}:
+            self.noted += 1
         if not self.enabled:
             return
         now = time.monotonic()
         rate = self.new / max(now - self.start, 1e-9)
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done, rate=f"{rate:.2f} cases/s",
-                            issues=f"{self.failing} not passing")
+                            issues=self._issues())
         elif now - self.last >= 10 or self.done == self.total:
             self.last = now
             left = (self.total - self.done) / rate if rate > 0 else math.inf
             print(f"bpcheck: {self.done}/{self.total} cases, {rate:.2f} cases/s, "
-                  f"{self.failing} not passing, ~{_duration(left)} left", file=self.stream, flush=True)
+                  f"{self._issues()}, ~{_duration(left)} left", file=self.stream, flush=True)
+
+    def _issues(self):
+        """Cases so far that fail (a bug or precision row, or an error) and that only carry notes."""
+        return f"{self.failing} failing, {self.noted} with notes only"
 
     def close(self):
         if self.bar is not None:

@@ -31,6 +31,7 @@ import click
 
 from bpcheck.classify import CLASSES, NOTES, REAL
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
+from bpcheck.strategies import EDGE_SHARE
 
 REPORT_VERSION = 2
 ORACLE_NAMES = ("torch", "jax")
@@ -401,7 +402,7 @@ def default_jobs():
               help="Worker processes.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/cases.jsonl.")
 @click.option("--edge-share", type=click.FloatRange(0, 1), default=None,
-              help="Share of cases from the edge families [default: 0.25].")
+              help=f"Share of cases from the edge families [default: {EDGE_SHARE}].")
 @click.option("--candidate", default="reference", show_default=True,
               help="Implementation to report on: reference, module:function or path.py:function.")
 @click.option("--in-process", is_flag=True, help="Call a non-builtin candidate in bpcheck's own processes.")

@@ -35,6 +35,7 @@ from bpcheck.classify import NOTES, REAL
 from bpcheck.report import DEFAULT_SEED, _choices  # same flags, same cases as `bpcheck report`
 from bpcheck.signals import EXIT_INTERRUPTED, Interrupted
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
+from bpcheck.strategies import EDGE_SHARE
 
 MIN_CASES = 100       # a PASS needs at least this many checked cases (--min-cases)
 TOP_UP_ROUNDS = 3     # rounds of extra draws when declined combinations leave too few checked,
@@ -267,7 +268,7 @@ def _reports(records, out_dir, verdict, sections, timing):
 @click.option("--min-cases", default=MIN_CASES, show_default=True, type=click.IntRange(min=0),
               help="A PASS needs at least this many checked cases.")
 @click.option("--edge-share", default=None, type=click.FloatRange(0, 1),
-              help="Share of cases from the edge families [default: 0.25].")
+              help=f"Share of cases from the edge families [default: {EDGE_SHARE}].")
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, help="Seed of the case generator.")
 @click.option("--dtypes", callback=_choices(DTYPES), help="Comma-separated subset (default: all).")
 @click.option("--losses", callback=_choices(LOSSES), help="Comma-separated subset (default: all).")

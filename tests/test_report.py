@@ -348,7 +348,22 @@ def test_a_pool_that_breaks_between_two_submissions_loses_no_case(small_run, tmp
 def test_progress_prints_plain_lines_off_a_terminal(small_run, tmp_path, capsys):
     run_cases(small_run[0][:2], "reference", out_dir=tmp_path, progress=True)
     err = capsys.readouterr().err
-    assert re.search(r"2/2 cases, [\d.]+ cases/s", err)
+    assert re.search(r"2/2 cases, [\d.]+ cases/s, 0 failing, 0 with notes only", err)
+
+
+def test_progress_counts_failing_cases_apart_from_notes():
+    """The progress line and the verdict count the same thing: a case fails on a bug or precision
+    row, a finding or an error; a case with only notes (kink, convention, dtype_limit) does not."""
+    import io
+
+    from bpcheck.progress import Progress
+    rows = lambda *classes: [{"class": c} for c in classes]    # noqa: E731
+    bar = Progress(5, stream=io.StringIO())
+    for record in ({"status": "ok", "rows": rows("pass", "bug")}, {"status": "error", "rows": []},
+                   {"status": "ok", "rows": rows("pass"), "findings": [{"class": "bug"}]},
+                   {"status": "ok", "rows": rows("pass", "dtype_limit", "kink")}, {"status": "ok", "rows": rows("pass")}):
+        bar.advance(record)
+    assert (bar.failing, bar.noted) == (3, 1)
 
 
 # ---- the report --------------------------------------------------------------
