@@ -104,8 +104,7 @@ def generate_cases(seed, examples, *, losses=LOSSES, activations=ACTIVATIONS, dt
         act = pool[(t + f) % len(pool)]
         dtype = cell_dtypes[(t // n_losses + f) % len(cell_dtypes)]   # a pair's next visit: the other dtype
         if (loss, act, dtype) not in cells:        # e.g. a loss whose last activation is not supported
-            act = next(a for l, a, d in cells if l == loss and d == dtype) if any(
-                l == loss and d == dtype for l, _, d in cells) else None
+            act = next((a for l, a, d in cells if l == loss and d == dtype), None)
             if act is None:
                 continue
         depth = _depth(loss, act, t % max_depth + 1)

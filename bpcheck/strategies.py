@@ -200,20 +200,21 @@ def _scale_layers(d, spec, params, x, lo, hi, focus=None, positive=False):
     for i, layer in enumerate(spec["layers"]):
         W, b = params[f"layers.{i}.W"], params[f"layers.{i}.b"]
         z = a @ W.T + b
-        peak = float(np.max(z) if positive and np.max(z) > 1e-3 else np.max(np.abs(z)))
-        spread = float(np.ptp(np.max(z, axis=1)))
-        row_max_apart = positive and i == depth - 1 and spread > 1e-3 and spec["loss"] == "softmax_cross_entropy"
-        if row_max_apart:
-            # the rows' largest logits span [lo, hi] and the lowest of them sits at 0: the largest
-            # z still lands in [lo, hi], and a row lies that far below the batch's maximum
-            factor = d.uniform((), lo, hi).item() / spread
-            shift = float(np.min(np.max(z, axis=1))) * factor
-            params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor - shift
-            z = z * factor - shift
-        elif i in targets and peak > 1e-3:       # a layer with nothing to scale keeps its values
-            factor = d.uniform((), lo, hi).item() / peak
-            params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor
-            z = z * factor
+        if i in targets:
+            row_max = np.max(z, axis=1)
+            spread = float(np.ptp(row_max))
+            peak = float(np.max(z) if positive and np.max(z) > 1e-3 else np.max(np.abs(z)))
+            if positive and i == depth - 1 and spec["loss"] == "softmax_cross_entropy" and spread > 1e-3:
+                # the rows' largest logits span [lo, hi] and the lowest of them sits at 0: the largest
+                # z still lands in [lo, hi], and a row lies that far below the batch's maximum
+                factor = d.uniform((), lo, hi).item() / spread
+                shift = float(np.min(row_max)) * factor
+                params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor - shift
+                z = z * factor - shift
+            elif peak > 1e-3:                    # a layer with nothing to scale keeps its values
+                factor = d.uniform((), lo, hi).item() / peak
+                params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor
+                z = z * factor
         a = rounding.activation(layer["activation"], z)[0]
 
 
