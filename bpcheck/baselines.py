@@ -103,10 +103,9 @@ def baseline_cases(examples=1, *, seed=None, losses=None, activations=None):
 def member_verdicts(path, name, cases):
     """Each tool's verdict on each case: {"bpcheck": "pff...", ...} ("p" pass, "f" fail, "e" raised),
     and the seconds each tool took."""
-    from bpcheck.backends import PythonBackend
+    from bpcheck.backends import PythonBackend, load_function
     from bpcheck.judge import judge
-    from bpcheck.selftest import _load_module
-    fn = _load_module(path).backprop
+    fn = load_function(f"{path}:backprop")
     backend = PythonBackend(fn, name)
     verdicts, seconds = {t: [] for t in TOOLS}, dict.fromkeys(TOOLS, 0.0)
     for case in cases:

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bpcheck.classify import NOTES
 from bpcheck.records import case_from_json, case_to_json, jsonable
-from bpcheck.selftest import ZOO, _load_module, members
+from bpcheck.selftest import ZOO, members
 
 SLOW = ("ok_jax_grad",)           # compiles once per architecture: ~1 s a case here
 _WORKER = {}
@@ -34,9 +35,9 @@ _WORKER = {}
 
 def candidates(zoo=ZOO):
     """[(name, backend)] of the correct implementations, built in this process."""
-    from bpcheck.backends import PythonBackend, load_target
+    from bpcheck.backends import PythonBackend, load_function, load_target
     out = [("reference", load_target("reference"))]
-    out += [(name, PythonBackend(_load_module(path).backprop, name)) for name, path, expected in members(zoo)
+    out += [(name, PythonBackend(load_function(f"{path}:backprop"), name)) for name, path, expected in members(zoo)
             if expected["verdict"] == "pass" and name not in SLOW]
     return out
 
@@ -106,14 +107,15 @@ def run(n, *, zoo=ZOO, jobs=1, out=Path("reports"), seed=None, resume=False, pro
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from bpcheck.generate import generate_cases
+    from bpcheck.generate import Support, examples_for, generate_cases
     from bpcheck.records import load_records
     from bpcheck.report import DEFAULT_SEED
+    from bpcheck.strategies import EDGE_SHARE
     seed = DEFAULT_SEED if seed is None else seed
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "false_alarms.jsonl"
-    cases = generate_cases(seed, max(1, math.ceil(n * 0.6 / 140)))
+    cases = generate_cases(seed, examples_for(n * (1 - EDGE_SHARE), 1, len(Support().cells())))  # plain + edge >= n
     done = {r["case"]: r for r in load_records(path, repair=True)} if resume else {}
     if not resume:
         path.write_text("")
@@ -168,7 +170,7 @@ def aggregate(lines):
                               if v["verdict"] != "error"], dtype=float)
         notes = Counter()
         for _, v in entries:
-            notes.update({k: n for k, n in v.get("classes", {}).items() if k in ("kink", "convention", "dtype_limit")})
+            notes.update({k: n for k, n in v.get("classes", {}).items() if k in NOTES})
         alarms = [line["case"] for line, v in entries if v["verdict"] == "fail"]
         finite = margins[np.isfinite(margins)]
         table.append({"who": name, "dtype": dtype, "cases": len(entries),

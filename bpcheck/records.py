@@ -62,8 +62,8 @@ def jsonable(value):
         return jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, float):
+        return _real_json(value)
     return value
 
 
@@ -83,15 +83,15 @@ def dumps(record):
 def _row_json(row):
     out = dict(row)
     for f in REAL_FIELDS:
-        v = out.get(f)
-        if isinstance(v, float) and not math.isfinite(v):
-            out[f] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        if isinstance(out.get(f), float):
+            out[f] = _real_json(out[f])
     if "worst" in out:
         out["worst"] = [[i, _real_json(g), _real_json(t)] for i, g, t in out["worst"]]
     return out
 
 
 def _real_json(v):
+    """A real for JSON: finite as a float, non-finite as "nan", "inf" or "-inf"."""
     v = float(v)
     return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
 

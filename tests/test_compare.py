@@ -239,8 +239,8 @@ def _softplus_overflow():
 
 
 def test_a_textbook_softplus_past_the_overflow_is_a_dtype_limit_note():
-    from bpcheck.selftest import ZOO, _load_module
-    j = run(_load_module(ZOO / "ok_textbook.py").backprop, _softplus_overflow(), "textbook")
+    from tests.meta.zoo import load
+    j = run(load("ok_textbook").backprop, _softplus_overflow(), "textbook")
     assert j.verdict() == "pass" and j.notes and {r["class"] for r in j.notes} == {"dtype_limit"}
     assert "logaddexp" in j.notes[0]["note"]
 
