@@ -35,7 +35,7 @@ def gradcheck_verdict(backprop, case):
         def forward(ctx, *tensors):
             with torch.enable_grad():        # an implementation may run torch's autograd itself
                 result = backprop(case.spec, {k: t.detach().numpy().copy() for k, t in zip(keys, tensors)},
-                                  case.x, case.y)
+                                  case.x.copy(), case.y.copy())    # an implementation may overwrite them
             ctx.grads = [torch.as_tensor(np.asarray(result["grads"][k], np.float64)) for k in keys]
             return torch.tensor(float(result["loss"]), dtype=torch.float64)
 
@@ -63,7 +63,8 @@ def check_grads_verdict(backprop, case):
 
     def call(*arrays):
         with np.errstate(all="ignore"):
-            return backprop(case.spec, {k: np.asarray(a, np.float64) for k, a in zip(keys, arrays)}, case.x, case.y)
+            return backprop(case.spec, {k: np.array(a, np.float64) for k, a in zip(keys, arrays)},
+                            case.x.copy(), case.y.copy())                   # an implementation may overwrite them
 
     def both(*arrays):
         result = call(*arrays)
@@ -102,17 +103,20 @@ def baseline_cases(examples=1, *, seed=None, losses=None, activations=None):
 
 def member_verdicts(path, name, cases):
     """Each tool's verdict on each case: {"bpcheck": "pff...", ...} ("p" pass, "f" fail, "e" raised),
-    and the seconds each tool took."""
+    and the seconds each tool took. bpcheck's is ``bpcheck.judge.judge`` with the case-level findings
+    (the state check on the first case and on failing ones). Raises ValueError for a member that
+    cannot be loaded."""
     from bpcheck.backends import PythonBackend, load_function
     from bpcheck.judge import judge
     fn = load_function(f"{path}:backprop")
     backend = PythonBackend(fn, name)
     verdicts, seconds = {t: [] for t in TOOLS}, dict.fromkeys(TOOLS, 0.0)
-    for case in cases:
+    for n, case in enumerate(cases):
         start = time.perf_counter()
-        try:
+        try:                    # findings included; the state check on the first case and failing ones
             with np.errstate(all="ignore"):
-                verdicts["bpcheck"].append(judge(case, backend.run(case), who=name).verdict())
+                verdicts["bpcheck"].append(judge(case, backend.run(case), who=name, rerun=backend.run,
+                                                 rerun_when="always" if n == 0 else "failing").verdict())
         except Exception:
             verdicts["bpcheck"].append("error")
         seconds["bpcheck"] += time.perf_counter() - start

@@ -153,6 +153,10 @@ def _bounds(case, truth, safety, same_a, ft):
             s_z2 = _through(z[i], np.abs(a_prev) @ absW.T + np.abs(bias[i]),
                             s_a_prev2 @ W2.T, np.sqrt(s_a_prev2) @ absW.T) + local
             f, d1, d2, rho_f, rho_d = (np.asarray(v, ft) for v in rounding.activation(layer["activation"], z[i]))
+            if layer["activation"] in rounding.ZERO_PAST_EXP_RANGE:     # z / (1 + e^-z) = 0 there
+                past = z[i] < -math.log(float(np.finfo(spec["dtype"]).max))
+                rho_f = np.where(past, np.maximum(rho_f, np.abs(f) / u), rho_f)
+                rho_d = np.where(past, np.maximum(rho_d, np.abs(d1) / u), rho_d)
             if layer["activation"] in ("relu", "leaky_relu"):       # across the kink, the steeper side
                 d1 = np.where(np.abs(z[i]) <= np.sqrt(s_z2) * u * safety, 1.0, d1)
             acts.append((d1, d2, rho_d))

@@ -52,7 +52,7 @@ def judge_chunk(cases, named):
         line = {"case": case.id, "family": case.meta.get("family"), "dtype": case.spec["dtype"],
                 "loss": case.spec["loss"], "who": {}}
         try:
-            _judge_all(case, named, jax_results[k], line)
+            _judge_all(case, named, jax_results[k], line, state_check="always" if k == 0 else "failing")
         except Exception as exc:           # bpcheck's own failure on this case: kept, counted, never hidden
             line["harness_error"] = f"{type(exc).__name__}: {exc}"[:300]
         line["seconds"] = round(time.perf_counter() - start, 4)
@@ -60,8 +60,11 @@ def judge_chunk(cases, named):
     return out
 
 
-def _judge_all(case, named, jax_result, line):
-    """Fill ``line["who"]``: every implementation's judgement of ``case``."""
+def _judge_all(case, named, jax_result, line, state_check="failing"):
+    """Fill ``line["who"]``: every implementation's judgement of ``case``, case-level findings
+    included: the state check (``bpcheck.judge.state_findings``) runs where ``state_check`` says
+    ("always" or "failing"; jax, which compiles per architecture, only where it fails). An
+    implementation that raises is a verdict "error"; raises what the arbiter raises."""
     from bpcheck.backends import AdapterError, Unsupported
     from bpcheck.bounds import running_bounds
     from bpcheck.compare import SAFETY
@@ -72,23 +75,32 @@ def _judge_all(case, named, jax_result, line):
         truth = exact(case)
         bounds = running_bounds(case, truth, safety=SAFETY)
         line["unbounded"] = sum(not np.isfinite(v).all() for v in bounds.scale.values())
-        runs = [(name, backend.run) for name, backend in named]
-        runs += [("torch", lambda c: _run_oracle("torch", [c])[0]), ("jax", lambda c: jax_result)]
-        for name, run in runs:
+        def oracle(name):
+            def run(c):
+                result = _run_oracle(name, [c])[0]
+                if isinstance(result, str):
+                    raise AdapterError(result)
+                return result
+            return run
+        runs = [(name, backend.run, backend.run, state_check) for name, backend in named]
+        runs += [("torch", oracle("torch"), oracle("torch"), state_check),
+                 ("jax", lambda c: jax_result, oracle("jax"), "failing")]
+        for name, run, rerun, when in runs:
             try:
                 result = run(case)
                 if isinstance(result, str):
                     raise AdapterError(result)
+                j = judge(case, result, who=name, truth=truth, bounds=bounds, rerun=rerun, rerun_when=when)
             except (Unsupported, AdapterError) as exc:
                 line["who"][name] = {"verdict": "error", "message": str(exc)[:300]}
                 continue
-            j = judge(case, result, who=name, truth=truth, bounds=bounds)
             margins = [r["margin"] for r in j.rows                     # notes excused: not margins
                        if r["class"] in ("pass", "bug", "precision") and math.isfinite(r.get("allowed", math.nan))]
             line["who"][name] = {"verdict": j.verdict(), "classes": j.classes(),
                                  "min_margin": min(margins, default=math.inf),
                                  "max_z": max((SAFETY / m for m in margins if m > 0), default=0.0),
-                                 "failing": [f"{r['layer']}.{r['tensor']}" for r in j.failures]}
+                                 "failing": [f"{r['layer']}.{r['tensor']}" for r in j.failures]
+                                 + [f["kind"] for f in j.findings if f["class"] in ("bug", "precision")]}
 
 
 def _worker_init(zoo):

@@ -3,10 +3,12 @@
 A case file is what ``bpcheck validate`` saves beside a repro (``<id>.json`` +
 ``<id>.npz``, the format of ``bpcheck.spec.save_case``; JSON Schema
 ``bpcheck/schemas/case.schema.json``). This command runs TARGET (or an
-``--exec`` program) on it, judges it with ``bpcheck.judge`` and prints every
-tensor's error, tolerance and class, the case-level findings and the
-diagnosis. Exit 0 pass, 1 a real discrepancy, 2 bad input (a one-line error
-naming what is wrong) or an implementation that raised, crashed or hung.
+``--exec`` program) on it, judges it with ``bpcheck.judge`` -- the state check
+included: the implementation is called three times (the case, the same shapes
+with other values, the case again) -- and prints every tensor's error,
+tolerance and class, the case-level findings and the diagnosis. Exit 0 pass,
+1 a real discrepancy, 2 bad input (a one-line error naming what is wrong) or
+an implementation that raised, crashed or hung.
 """
 import sys
 
@@ -22,7 +24,6 @@ def check_case(path, target=None, exec_command=None, *, timeout=10.0, in_process
     from bpcheck.backends import AdapterError, Unsupported
     from bpcheck.compare import describe, where
     from bpcheck.diagnose import diagnose
-    from bpcheck.engine import contract_findings
     from bpcheck.judge import judge
     from bpcheck.pool import Candidate
     from bpcheck.spec import load_case
@@ -33,6 +34,7 @@ def check_case(path, target=None, exec_command=None, *, timeout=10.0, in_process
     try:
         with np.errstate(all="ignore"):
             result = backend.run(case)
+            j = judge(case, result, who=candidate.label, rerun=backend.run)     # the state check included
     except Unsupported as exc:
         return 2, [f"the implementation declined this case: {exc}"]
     except AdapterError as exc:
@@ -40,7 +42,6 @@ def check_case(path, target=None, exec_command=None, *, timeout=10.0, in_process
     finally:
         if hasattr(backend, "close"):
             backend.close()
-    j = judge(case, result, who=candidate.label, findings=contract_findings(result))
     lines = [f"case {case.id}: {case.spec}, batch {case.batch}"]
     for r in j.rows:
         status = "ok" if r["class"] == "pass" else r["class"]

@@ -6,20 +6,25 @@ by how close the candidate happens to be to some framework's numbers:
 
 dtype_limit  the definition itself is not finite in the case's dtype here
              (``bounds.limits``: a sigmoid output that rounds to 1.0 under BCE's
-             log(1 - a); softplus's e^z past the overflow), and the row is computed
-             from that value: a NaN or infinity is the definition's, and a finite
-             value is the implementation's own way past it (torch clamps the log at
-             -100), which the definition cannot judge. A note with a hint. A candidate
-             that reports the limited hidden layer's activation finite did not meet
-             the limit: its later rows are judged as any others.
+             log(1 - a); softplus's e^z past the overflow), the row is computed
+             from that value, and the candidate met it. At the loss: the row
+             itself is NaN or infinite, as the definition's is; a *finite*
+             gradient is judged against the certified truth like any other (a
+             stable formula's way past the limit is right or wrong; torch's clamp
+             is a convention). At a hidden layer: the candidate's activation there
+             is not finite (or not reported), so every row computed from it is the
+             definition's inf carried on; a candidate that reports that activation
+             finite went past the overflow its own way, and its later rows are
+             judged as any others. A note with a hint.
 kink         the candidate agrees with the truth re-evaluated with the other
              one-sided derivative at relu/leaky_relu inputs that are exactly 0 or
              within rounding of 0 (both sides are admissible subgradients there).
              The choice of sides is searched (all of them for up to
              ``MAX_ENUMERATED`` entries, greedily beyond); what still fails is not
              excused.
-convention   the candidate agrees with the arbiter's evaluation of a documented
-             framework convention (``CONVENTIONS``, each with its source).
+convention   the candidate agrees, within the row's own tolerance, with the arbiter's
+             evaluation of a documented framework convention (``CONVENTIONS``, each
+             with its source): a convention never widens a tolerance.
 precision    the right formula with too little accuracy: a relative error below
              u^0.5, or in a float64 case below float32's u^0.5 and within the
              tolerance the same definition has in float32. A failure.
@@ -31,7 +36,8 @@ import math
 import numpy as np
 
 from bpcheck.bounds import UNIT_ROUNDOFF
-from bpcheck.compare import TOLERANCE, allowed_error, lookup, metrics
+from bpcheck.compare import SAFETY, TOLERANCE, allowed_error, lookup, metrics
+from bpcheck.rounding import norm2
 
 REAL = ("bug", "precision")            # classes that fail a run
 NOTES = ("dtype_limit", "kink", "convention")   # classes that are reported, not failed (unless --strict)
@@ -62,9 +68,51 @@ CONVENTIONS = (
      "framework": "torch",
      "applies": lambda spec: spec["loss"] == "binary_cross_entropy",
      "spec": lambda spec: {**spec, "loss": "binary_cross_entropy@torch"},
+     "rounded_a": lambda case, truth, radius: _bce_clamp_rounded_a(case, truth, radius),
      "source": "torch.nn.BCELoss (https://docs.pytorch.org/docs/stable/generated/torch.nn.BCELoss.html) and "
                "binary_cross_entropy_backward in aten/src/ATen/native/Loss.cpp"},
 )
+
+
+def _bce_clamp_rounded_a(case, truth, radius):
+    """How far torch's clamped BCE output delta, (a - y) / max(a (1 - a), 1e-12) / n times sigmoid' =
+    a (1 - a), moves when the output a moves within ``radius`` (the forward error a correct
+    sigmoid may make, absolute): the largest change over a - radius, a + radius, and 1 or 0 where
+    a may round there (the product is then 0); and how far its loss moves where a or 1 - a may
+    round to 0 (its log then clamped at -100). Returns {"delta": per-entry magnitudes, "loss": a float}. Where the clamp binds the two a (1 - a) no
+    longer cancel, so a's own rounding moves this formula by up to ~u / (1 - a) relative, which
+    the definition's cancelling bound does not model: this change, not a wider bound, is what
+    the convention's tolerance adds."""
+    from bpcheck import rounding
+    n = len(case.spec["layers"]) - 1
+    z = np.asarray(truth["pre_activations"][f"layers.{n}"], np.float64)
+    a = np.asarray(truth["activations"][f"layers.{n}"], np.float64)
+    y = np.asarray(case.y, np.float64)
+    eps = float(np.float32(1e-12))
+
+    def delta(a_, na_):
+        return (a_ - y) * (a_ * na_) / np.maximum(a_ * na_, eps) / y.size
+
+    with np.errstate(all="ignore"):
+        na = rounding.sigmoid(-z)                       # 1 - a without cancellation
+        exact = delta(a, na)
+        worst = np.zeros_like(a)
+        for step in (-1.0, 1.0):
+            a_ = np.clip(a + step * radius, 0.0, 1.0)
+            worst = np.maximum(worst, np.abs(delta(a_, np.maximum(na - step * radius, 0.0)) - exact))
+        # where a may round to 1 or to 0 (subnormal, flushed), a (1 - a) is 0 and so is the product
+        tiny = float(np.finfo(case.spec["dtype"]).tiny)
+        worst = np.where((na <= radius) | (a <= radius + tiny), np.maximum(worst, np.abs(exact)), worst)
+        # where the clamp cannot bind for any a within reach, the formula is the definition's (a - y) / n,
+        # the same a (1 - a) cancelling: nothing to add
+        worst = np.where(a * na - radius > eps, 0.0, worst)
+        # the loss: log a (log(1 - a)) of an a (1 - a) that may round to 0 or be subnormal in the dtype
+        # may be anything from its exact value down to the clamp at -100
+        log_a, log_na = -np.logaddexp(0.0, -z), -np.logaddexp(0.0, z)
+        loss = (np.sum(np.where(a <= radius + tiny, y * (np.maximum(log_a, -100.0) + 100.0), 0.0))
+                + np.sum(np.where(na <= radius + tiny, (1 - y) * (np.maximum(log_na, -100.0) + 100.0), 0.0))
+                ) / y.size
+    return {"delta": np.nan_to_num(worst, nan=np.inf), "loss": float(abs(loss))}
 
 
 def convention_sets(spec):
@@ -90,7 +138,8 @@ def classify(case, result, truth, bounds, rows, *, evaluate=None):
     for r in failing:
         g = lookup(result, r["layer"], r["tensor"])
         finite = g is None or bool(np.all(np.isfinite(np.asarray(g, np.float64))))
-        limit = next((lim for lim in bounds.limits if lim.reaches(r) and _met(lim, case, result)), None)
+        limit = next((lim for lim in bounds.limits if lim.reaches(r) and _met(lim, case, result)
+                      and (not finite or lim.layer < len(case.spec["layers"]))), None)
         if limit is not None:
             r.update({"class": "dtype_limit", "note": f"{limit.reason}: the definition itself is not finite in "
                                                       f"{case.spec['dtype']} here; {limit.hint}"})
@@ -98,7 +147,7 @@ def classify(case, result, truth, bounds, rows, *, evaluate=None):
             r.update({"class": "bug", "note": "NaN or infinity where the truth is finite"})
     _kinks(case, result, truth, bounds, [r for r in rows if r["class"] == "fail"])
     if evaluate is not None:
-        _conventions(case, result, evaluate, [r for r in rows if r["class"] == "fail"])
+        _conventions(case, result, evaluate, bounds, [r for r in rows if r["class"] == "fail"])
     u = UNIT_ROUNDOFF[case.spec["dtype"]]
     for r in rows:
         if r["class"] != "fail":
@@ -120,7 +169,8 @@ def _met(limit, case, result):
     """Whether the candidate ran into ``limit`` itself. A hidden layer's limit (softplus's e^z past the
     overflow) is met unless the candidate reports that layer's activation finite: then it went past
     the overflow its own way (a stable formula), and the rows computed from it are judged as any
-    other -- a NaN further on is its own. A limit at the loss is always met."""
+    other -- a NaN further on is its own. (A limit at the loss excuses only rows that are themselves
+    non-finite: the gradient is not computed from the loss's value, and a finite one is judged.)"""
     if limit.layer >= len(case.spec["layers"]):
         return True
     a = lookup(result, limit.layer, "activation")
@@ -179,6 +229,30 @@ def kink_truth(case, truth, flips):
     return alt
 
 
+def _moved(change, row):
+    """The norm of a propagated change (``_propagate``) at a row's tensor; 0 where it has none."""
+    if row["tensor"] == "loss":
+        return change.get("loss", 0.0)
+    value = None if row["tensor"] == "activation" else lookup(change, row["layer"], row["tensor"])
+    return 0.0 if value is None else norm2(np.ravel(value))
+
+
+def _propagate(case, truth, output_delta):
+    """A bound on how far a change of the output layer's delta (magnitudes, ``output_delta``) moves
+    every delta, dC/db, dC/dW and the input gradient through BP2-BP4: the same recursion in
+    absolute values (float64), keyed like a result."""
+    from bpcheck import rounding
+    spec, n = case.spec, len(case.spec["layers"])
+    W = [np.abs(np.asarray(case.params[f"layers.{i}.W"], np.float64)) for i in range(n)]
+    a = [np.abs(np.asarray(case.x, np.float64))] + [np.abs(np.asarray(truth["activations"][f"layers.{i}"],
+                                                                      np.float64)) for i in range(n)]
+    derivs = [np.abs(rounding.activation(layer["activation"],
+                                         np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64))[1])
+              for i, layer in enumerate(spec["layers"])]
+    derivs[-1] = np.ones_like(derivs[-1])
+    return _backward(np.abs(output_delta), W, a, derivs)
+
+
 def _backward(G, W, a, derivs):
     """BP1-BP4 in float64 from dC/da = G and the given f'(z) per layer."""
     grads, deltas, P = {}, {}, G
@@ -198,23 +272,33 @@ def _kinks(case, result, truth, bounds, failing):
         return
     keys = [(i, b, j) for i, b, j, _ in entries]
     best = (_fails_against(result, truth, affected)[0], ())
+
+    def trial(flips):
+        nonlocal best
+        excess = _fails_against(result, kink_truth(case, truth, flips), affected)[0]
+        if excess < best[0]:
+            best = (excess, tuple(flips))
+        return excess == 0
+
     if len(keys) <= MAX_ENUMERATED:
         choices = (c for k in range(1, len(keys) + 1) for c in itertools.combinations(keys, k))
-        for flips in choices:
-            excess = _fails_against(result, kink_truth(case, truth, flips), affected)[0]
-            if excess < best[0]:
-                best = (excess, flips)
-                if excess == 0:
-                    break
-    else:                                  # greedy: flip one entry at a time while it helps
-        current, improved = set(), True
-        while improved and best[0] > 0:
-            improved = False
-            for key in keys:
-                trial = tuple(sorted(current ^ {key}))
-                excess = _fails_against(result, kink_truth(case, truth, trial), affected)[0]
-                if excess < best[0]:
-                    best, current, improved = (excess, trial), set(trial), True
+        any(trial(flips) for flips in choices)
+    else:
+        # one choice of side made throughout (relu'(0) = 1 everywhere, in one layer, at exact zeros)
+        # first: single flips cannot find it where each alone moves a sum the wrong way
+        layers = sorted({k[0] for k in keys})
+        exact_keys = [(i, b, j) for i, b, j, e in entries if e]
+        uniform = [exact_keys, keys] + [[k for k in group if k[0] == i] for group in (exact_keys, keys)
+                                        for i in layers]
+        if not any(trial(tuple(sorted(set(flips)))) for flips in uniform if flips):
+            current, improved = set(best[1]), True     # greedy from the best: one entry at a time
+            while improved and best[0] > 0:
+                improved = False
+                for key in keys:
+                    before = best[0]
+                    trial(tuple(sorted(current ^ {key})))
+                    if best[0] < before:
+                        current, improved = set(best[1]), True
     if not best[1]:
         return
     alt = kink_truth(case, truth, best[1])
@@ -233,7 +317,7 @@ def _kinks(case, result, truth, bounds, failing):
 
 # ---- documented conventions ---------------------------------------------------------
 
-def _conventions(case, result, evaluate, failing):
+def _conventions(case, result, evaluate, bounds, failing):
     if not failing:
         return
     best = None
@@ -245,14 +329,15 @@ def _conventions(case, result, evaluate, failing):
             alt = evaluate(spec)
         except (ValueError, KeyError, ArithmeticError):
             continue
-        limit_for = None
-        if spec["loss"] != case.spec["loss"]:     # a clamped loss: its gradient and sigma' no longer cancel
-            from bpcheck.bounds import running_bounds
-            from bpcheck.compare import SAFETY
-            alt_bounds = running_bounds(case, alt, safety=SAFETY, same_a=False)
-            limit_for = lambda r, b=alt_bounds: allowed_error(  # noqa: E731
-                b, r["layer"], r["tensor"], r["dtype"], np.size(lookup(alt, r["layer"], r["tensor"])))
-        excess, passing = _fails_against(result, alt, failing, limit_for)
+        allowed = None
+        n = len(case.spec["layers"]) - 1
+        radius = SAFETY * UNIT_ROUNDOFF[case.spec["dtype"]] * np.asarray(bounds.scale[(n, "activation")])
+        moved = [c["rounded_a"](case, alt, radius) for c in conventions if "rounded_a" in c]
+        if moved:
+            shift = _propagate(case, alt, sum(m["delta"] for m in moved))
+            shift["loss"] = sum(m["loss"] for m in moved)
+            allowed = lambda r, d=shift: r["allowed"] + _moved(d, r)  # noqa: E731
+        excess, passing = _fails_against(result, alt, failing, allowed)
         if any(passing) and (best is None or excess < best[0]):
             best = (excess, passing, conventions)
     if best is None:

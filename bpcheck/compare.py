@@ -5,7 +5,7 @@ dC/db and dC/dW, and the input gradient -- with g the candidate's tensor and g*
 the exact one (the arbiter's), a row holds:
 
     error     ||g - g*||                       (2-norm over the tensor's entries)
-    allowed   SAFETY * u * ||s|| + floor       s: the running error bound of bpcheck.bounds
+    allowed   min(SAFETY u ||s||, CAP ||g*||) + floor   s: the running error bound of bpcheck.bounds
     err_u     error / ||g*|| / u               normwise relative error in units of u
     tol_u     allowed / ||g*|| / u             the same scale for the tolerance
     margin    allowed / error                  > 1 passes; how far above says how tight
@@ -16,7 +16,8 @@ the exact one (the arbiter's), a row holds:
 
 u is the unit roundoff of the case's dtype (float32 2^-24, float64 2^-53); where
 ||g*|| is 0 the relative columns use ||s|| u instead. A row passes when
-error <= allowed. ``floor`` is the dtype's smallest normal number per entry:
+error <= allowed, and ``allowed`` is never more than CAP ||g*|| + floor (a result further
+from the truth than that fails whatever the bound says). ``floor`` is the dtype's smallest normal number per entry:
 a value below it may be flushed to zero (XLA on CPU does), which no tolerance
 in units of u can see. A wrong shape, a wrong dtype, a missing or an unknown
 gradient are rows too, failing with a message. Which class a failing row has
@@ -27,7 +28,7 @@ import math
 import numpy as np
 
 from bpcheck.bounds import UNIT_ROUNDOFF
-from bpcheck.rounding import norm2
+from bpcheck.rounding import K_FN, norm2
 
 # One table; each number with the reason it has this value (README, "How a gradient is judged").
 TOLERANCE = {
@@ -36,16 +37,24 @@ TOLERANCE = {
                     "||g - g*|| / (u ||s||) of any correct implementation -- the reference, torch, jax and "
                     "the textbook, scalar and per-example implementations -- stays below 1, so 4 leaves "
                     "a margin of 4 or more while float32 stays sensitive to 1e-4"),
-    "k_fn": (8.0, "a library exp, log, tanh, erf is good to K u: measured on 4e5 float32 points, NumPy "
-                  "<= 3.9 u, PyTorch <= 1.5 u, JAX <= 5.7 u (tests/test_rounding.py)"),
+    "k_fn": (K_FN, "a library exp, log, tanh, erf is good to K u: measured on 4e5 float32 points, NumPy "
+                   "<= 3.9 u, PyTorch <= 1.5 u, JAX <= 5.7 u (tests/test_rounding.py). Defined once, as "
+                   "bpcheck.rounding.K_FN, where the rounding models use it; this entry reports it"),
     "kink_zone": (4.0, "a relu/leaky_relu input within safety x its forward error bound of 0 may land on "
                        "either side of the kink in the candidate's arithmetic"),
+    "cap": (1.5, "a tolerance never exceeds cap x ||g*|| (plus the underflow floor), whatever the bound says "
+                 "(where g* = 0: a finite bound, else the floor alone): "
+                 "where the first-order model meets inf x 0 past an overflow, or the definition as written "
+                 "loses every digit, a check still fails a sign flip (error 2 ||g*||), a factor of 2.5 or "
+                 "more, a NaN; a formula that lost every digit rounds to a neighbouring level, off by up to "
+                 "about its own size (1 - t^2 rounding up near t = 1), which 1.5 leaves room for"),
     "precision": (0.5, "a failing tensor has the right formula and too little accuracy (class precision) when "
                        "its relative error is below u^0.5, or, in a float64 case, below float32's u^0.5 and "
                        "within the tolerance the same definition has in float32 (float32 arithmetic where "
                        "float64 was asked)"),
 }
 SAFETY = TOLERANCE["safety"][0]
+CAP = TOLERANCE["cap"][0]
 TENSORS = ("loss", "activation", "delta", "b", "W", "input_grad")
 
 
@@ -98,19 +107,28 @@ def metrics(g, g_star, allowed, scale_norm=0.0):
     }
 
 
-def allowed_error(bounds, layer, tensor, dtype, size, *, u=None):
-    """SAFETY u ||s|| plus the underflow floor, for one tensor (``u`` overrides the dtype's)."""
+def allowed_error(bounds, layer, tensor, dtype, size, *, u=None, truth_norm=math.inf):
+    """SAFETY u ||s|| plus the underflow floor, for one tensor (``u`` overrides the dtype's), at most
+    CAP ||g*|| plus the floor (``truth_norm`` = ||g*||, when known). Where g* is exactly zero, a finite
+    bound stands (rounding across a kink may give a non-zero), an unbounded one allows the floor
+    only. Never NaN: a NaN scale counts as unbounded."""
     u = UNIT_ROUNDOFF[dtype] if u is None else u
     floor = float(np.finfo(dtype).tiny) * math.sqrt(max(size, 1))
-    return SAFETY * u * bounds.norm(layer, tensor) + floor
+    scale = bounds.norm(layer, tensor)
+    bound = SAFETY * u * (math.inf if math.isnan(scale) else scale)
+    if truth_norm > 0:
+        return min(bound, CAP * truth_norm) + floor
+    return (bound if math.isfinite(bound) else 0.0) + floor
 
 
 def row(case, who, layer, tensor, g, t, bounds):
     """One comparison row (class "pass" or "fail"; ``bpcheck.classify`` names a failure)."""
     spec, dtype = case.spec, case.spec["dtype"]
     u = UNIT_ROUNDOFF[dtype]
-    allowed = allowed_error(bounds, layer, tensor, dtype, np.size(t))
-    s_norm = bounds.norm(layer, tensor) * u
+    truth_norm = norm2(np.asarray(t, np.float64).ravel())
+    allowed = allowed_error(bounds, layer, tensor, dtype, np.size(t), truth_norm=truth_norm)
+    floor = float(np.finfo(dtype).tiny) * math.sqrt(max(np.size(t), 1))
+    s_norm = max(min(bounds.norm(layer, tensor) * u, allowed), floor)   # stands in for a zero ||g*||
     m = metrics(g, t, allowed, s_norm)
     denom = m.pop("denom")
     r = {"case": case.id, "who": who, "dtype": dtype, "loss_fn": spec["loss"], "depth": len(spec["layers"]),
@@ -120,6 +138,9 @@ def row(case, who, layer, tensor, g, t, bounds):
          **m, "allowed": allowed, "err_u": m["rel"] / u, "tol_u": allowed / denom / u,
          "margin": allowed / m["error"] if m["error"] > 0 else math.inf,
          "sensitivity": allowed / denom}
+    if math.isnan(m["error"]) or math.isnan(allowed):
+        raise ArithmeticError(f"{who} {tensor} at layer {layer} of case {case.id}: the judgement met NaN "
+                              f"(error {m['error']}, allowed {allowed}): a harness error, never a pass")
     r["class"] = "pass" if m["error"] <= allowed else "fail"
     if r["class"] != "pass":
         r["worst"] = worst_entries(g, t)

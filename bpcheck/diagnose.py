@@ -16,6 +16,8 @@ against the truth, each by the same tolerance the row failed:
 - the transpose of the truth (BP4 as a_prev.T @ delta; a reshape can hide it);
 - wrong only where z = 0: the derivative's convention at a kink;
 - BP2 with f'(a) instead of f'(z), or without the f' factor at all;
+- exact zeros where the truth is tiny: a formula with absolute accuracy that underflowed;
+- an infinite loss: which log of which underflowed probability, and the stable form;
 - and always the equation (BP1-BP4) that produces the tensor.
 """
 import math
@@ -134,9 +136,12 @@ def hints(row, result, truth, case):
             return a.shape == b.shape and bool(np.all(np.isfinite(a))) and bool(
                 norm2(a - b) / max(norm2(b), np.finfo(np.float64).tiny) / u <= limit)
     if not np.all(np.isfinite(g)):
-        return ["NaN or infinity in the result: an overflow (exp of a large z?) or 0/0"]
+        return [_non_finite_hint(row, g, case)]
     out = []
-    if not np.any(g) and np.any(t):
+    lost = (g == 0) & (t != 0)
+    if lost.any() and np.max(np.abs(t[lost])) <= 4 * u * max(1.0, float(np.max(np.abs(t)))):
+        out.append(_absolute_accuracy_hint(row, lost, t))
+    elif not np.any(g) and np.any(t):
         out.append("all zeros where the truth is not: never computed, or overwritten?")
     specific = []
     if g.ndim == 2 and g.shape[0] > 1 and g.shape[1] > 1 and close(g.ravel(), t.T.ravel()):
@@ -153,6 +158,42 @@ def hints(row, result, truth, case):
             out.append(f"gradient is {s:.3g}× the truth: " + (" or ".join(why) if why else "right direction, "
                        "wrong scale: a constant factor in the loss derivative or a reduction?"))
     return out + specific
+
+
+# Formulas with absolute rather than relative accuracy: each returns exactly 0 (or garbage) once its
+# true value falls below ~u times the O(1) terms it is computed from.
+ABSOLUTE_FORMS = {
+    "sigmoid": "sigma as 1/2 + 1/2 tanh(z/2), or as 1 - sigma(-z); use e^z / (1 + e^z) for z < 0",
+    "softplus": "log(1 + e^z) or softplus' as 1 - e^-a; use log1p(e^z) and sigma(z)",
+    "silu": "a sigmoid with absolute accuracy inside z sigma(z); use e^z / (1 + e^z) for z < 0",
+    "elu": "e^z - 1 near 0; use expm1",
+    "gelu": "1/2 (1 + erf(z / sqrt 2)) for z << 0; use 1/2 erfc(-z / sqrt 2)",
+    "gelu_tanh": "1/2 (1 + tanh(v)) for z << 0; 1 + tanh(v) = 2 / (1 + e^-2v)",
+    "tanh": "tanh' as 1 - t^2 from the output; 1 / cosh(z)^2 keeps its relative accuracy",
+}
+
+
+def _absolute_accuracy_hint(row, lost, t):
+    form = ABSOLUTE_FORMS.get(row["activation"] or "", "a difference of two nearly equal O(1) numbers")
+    return (f"exactly 0 at {int(lost.sum())} of {lost.size} entries where the truth is tiny but not 0 "
+            f"(largest {float(np.max(np.abs(t[lost]))):.3g}): an underflow of a formula with absolute, not "
+            f"relative, accuracy -- {form}")
+
+
+def _non_finite_hint(row, g, case):
+    """What a NaN or infinity most likely is, by where it shows."""
+    loss = case.spec["loss"]
+    if row["tensor"] == "loss" and np.all(np.isinf(g)) and loss == "softmax_cross_entropy":
+        return ("the loss is infinite where the truth is finite: the log of a softmax probability that "
+                "underflowed to 0 (log(p) of p = e^(z - max) / sum, or a row shifted by another row's max); "
+                "use the log-sum-exp form, -log softmax(z)_y = m + log sum_j e^(z_j - m) - z_y, m the row's max")
+    if row["tensor"] == "loss" and np.all(np.isinf(g)) and loss == "bce_with_logits":
+        return ("the loss is infinite where the truth is finite: log(sigma(z)) or log(1 + e^-z) past exp's "
+                "range; use max(z, 0) - z y + log1p(e^-|z|) (np.logaddexp)")
+    if row["tensor"] == "loss" and np.all(np.isinf(g)) and loss == "binary_cross_entropy":
+        return ("the loss is infinite where the truth is finite: log(a) or log(1 - a) of a sigmoid output "
+                "that rounded to 0 or 1; read log a = -softplus(-z) from the logits (bce_with_logits)")
+    return "NaN or infinity in the result: an overflow (exp of a large z?) or 0/0"
 
 
 def _kink_hint(row, g, t, u, case, truth):

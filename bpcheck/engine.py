@@ -5,9 +5,10 @@
 1. the candidate (first: a case it declines costs nothing else); what it
    raises, declines or cannot be read is the record's status;
 2. the truth and the rounding bounds (``bpcheck.truth``, ``bpcheck.bounds``);
-3. ``bpcheck.judge.judge``, plus the candidate's contract findings: inputs it
-   overwrote, and -- on the first case and on every failing one -- a second
-   identical call whose result must agree with the first;
+3. ``bpcheck.judge.judge`` with its case-level findings: inputs overwritten,
+   unknown gradient keys, and -- on the first case (``repeat_first``) and on
+   every failing one -- the state check, which calls the candidate twice more
+   (a case B of the same shapes and other values, then the case again);
 4. the framework oracles (torch per case; jax for the whole batch at once,
    ``oracles.jax_oracle.backprop_many``), judged by the same function.
 
@@ -22,9 +23,8 @@ import numpy as np
 
 from bpcheck.backends import AdapterError, Unsupported
 from bpcheck.bounds import running_bounds
-from bpcheck.compare import SAFETY, allowed_error, lookup, tensors
+from bpcheck.compare import SAFETY
 from bpcheck.judge import judge
-from bpcheck.rounding import norm2
 from bpcheck.truth import exact
 
 ORACLES = ("torch", "jax")
@@ -36,37 +36,19 @@ def _record(case, who):
             "limits": [], "seconds": 0.0}
 
 
-def contract_findings(result):
-    """Findings from the backend's own checks: inputs overwritten in place."""
-    if not result.get("mutated"):
-        return []
-    return [{"class": "bug", "kind": "mutated_input",
-             "message": f"your backprop overwrote its input {', '.join(result['mutated'])} in place "
-                        "(a caller that reuses its arrays gets them back changed)"}]
-
-
-def repeat_finding(case, first, second, bounds):
-    """A finding if two identical calls differ by more than the tolerance of some tensor."""
-    for layer, tensor, g in tensors(first, case.spec):
-        h = lookup(second, layer, tensor)
-        if g is None or h is None or np.shape(g) != np.shape(h):
-            continue
-        g, h = np.asarray(g, np.float64), np.asarray(h, np.float64)
-        if np.array_equal(g, h, equal_nan=True):
-            continue
-        allowed = allowed_error(bounds, layer, tensor, case.spec["dtype"], g.size)
-        if not np.all(np.isfinite(g) == np.isfinite(h)) or norm2(np.nan_to_num(g - h)) > allowed:
-            where = tensor if layer is None else f"layer {layer} {tensor}"
-            return {"class": "bug", "kind": "nondeterministic",
-                    "message": f"results differ between two identical calls ({where} first); "
-                               "state kept across calls, or uninitialised memory?"}
-    return None
-
-
 def judge_cases(cases, candidate, *, who=None, oracles=ORACLES, repeat_first=True):
     """One record per case, in order (see the module docstring)."""
     who = who or getattr(candidate, "name", "candidate")
     records, judged = [], []
+    stage = "candidate"
+
+    def rerun(c):                 # the state check's calls: their failures are the candidate's
+        nonlocal stage
+        stage = "candidate"
+        out = candidate.run(c)
+        stage = "judge"
+        return out
+
     for n, case in enumerate(cases):
         record, start = _record(case, who), time.perf_counter()
         stage = "candidate"
@@ -78,13 +60,8 @@ def judge_cases(cases, candidate, *, who=None, oracles=ORACLES, repeat_first=Tru
                 truth = exact(case)
                 bounds = running_bounds(case, truth, safety=SAFETY)
                 stage = "judge"
-                j = judge(case, result, who=who, truth=truth, bounds=bounds,
-                          findings=contract_findings(result))
-                if (n == 0 and repeat_first) or j.verdict() == "fail":
-                    stage = "candidate"
-                    again = repeat_finding(case, result, candidate.run(case), bounds)
-                    if again:
-                        j.findings.append(again)
+                j = judge(case, result, who=who, truth=truth, bounds=bounds, rerun=rerun,
+                          rerun_when="always" if n == 0 and repeat_first else "failing")
             record.update(rows=j.rows, findings=j.findings, limits=[lim.reason for lim in bounds.limits])
             judged.append((len(records), case, truth, bounds))
         except Unsupported as exc:

@@ -7,17 +7,17 @@ cells are drawn. In each cell the cell's activation is put on at least one
 layer; depths step through 1..max_depth across the grid. Ids look like
 ``c0042-mse-tanh-float32``.
 
-Then the edge cases, ``edge_share`` of the whole run (default 40%): the edge
-families (``strategies.EDGE_FAMILIES``) in turn, in rounds of one case per
-family. Round t gives family f the loss (t + f) mod L and the activation
-(t + f) mod A, so every round meets every loss (up to 8 of them: a
-float64-only run of 47 edge cases still draws softmax logits near the exp
-overflow), every family meets every loss within L rounds and every activation
-within A, and a (family, loss) pair's next visit takes the other dtype. A bug
-that shows only for softmax logits near the exp overflow, or only at an exact
-zero of leaky_relu, is drawn on purpose, not by luck. Their
-ids look like ``e0007-exp_overflow-mse-elu-float64``; ``meta`` records seed,
-family and cell.
+Then the edge cases: a covering grid, drawn whole in every round (one round
+per example; more where ``edge_share``, a floor on the edge cases' share of the
+run, asks for more). For every edge family (``strategies.EDGE_FAMILIES``) and
+dtype, ``edge_grid`` gives every supported activation a case where it is the
+activation of a hidden layer *and* of the output layer, and every supported
+loss a case of its own: every (family x activation x dtype) at a hidden layer
+and at the output, and every (family x loss x dtype), is met in every run, on
+every seed. A bug that shows only for softmax logits past the exp overflow, or
+only at an exact zero of silu, is drawn on purpose, not by luck; ``coverage``
+counts what a run met. Their ids look like ``e0007-exp_overflow-mse-elu-float64``;
+``meta`` records seed, family and cell.
 
 ``Support`` is what an implementation accepts; cells it cannot take are left
 out, and the activations it lacks never appear in other cells' hidden layers,
@@ -92,26 +92,74 @@ def generate_cases(seed, examples, *, losses=LOSSES, activations=ACTIVATIONS, dt
             cases.append(case)
     if not cells or not edge_share:
         return cases
-    per_example = len(cells) * edge_share / (1 - edge_share)
-    first, last = round(start * per_example), round((start + examples) * per_example)
-    cell_losses = [l for l in losses if any(c[0] == l for c in cells)]
-    cell_dtypes = [d for d in dtypes if any(c[2] == d for c in cells)]
-    families = bst.EDGE_FAMILIES
-    for j in range(first, last):
-        f, t = j % len(families), j // len(families)        # family, round
-        family, n_losses = families[f], len(cell_losses)
-        loss = cell_losses[(t + f) % n_losses]              # every round meets every loss (up to 8)
-        act = pool[(t + f) % len(pool)]
-        dtype = cell_dtypes[(t // n_losses + f) % len(cell_dtypes)]   # a pair's next visit: the other dtype
-        if (loss, act, dtype) not in cells:        # e.g. a loss whose last activation is not supported
-            act = next((a for l, a, d in cells if l == loss and d == dtype), None)
-            if act is None:
-                continue
-        depth = _depth(loss, act, t % max_depth + 1)
-        case = _draw(seed, family, loss, act, dtype, depth, j, pool)
-        case.id = f"e{j:04d}-{family}-{loss}-{act}-{dtype}"
-        cases.append(case)
+    grid = edge_grid(cells, pool)
+    per_round = len(grid) * len(bst.EDGE_FAMILIES)
+    # rounds per example: one, or more where edge_share (a floor) asks for more edge cases than a round
+    per_example = max(1, math.ceil(len(cells) * edge_share / (1 - edge_share) / per_round)) if per_round else 0
+    for t in range(start * per_example, (start + examples) * per_example):
+        for f, family in enumerate(bst.EDGE_FAMILIES):
+            for k, (loss, act, dtype, last) in enumerate(grid):
+                j = (t * len(bst.EDGE_FAMILIES) + f) * len(grid) + k
+                depth = max(2, (t + f + k) % max_depth + 1) if max_depth >= 2 else 1
+                case = _draw(seed, family, loss, act, dtype, depth, j, pool, last=last)
+                case.id = f"e{j:04d}-{family}-{loss}-{act}-{dtype}"
+                cases.append(case)
     return cases
+
+
+def edge_grid(cells, pool):
+    """One round of edge cells per family: [(loss, activation, dtype, last)] such that every supported
+    activation is the focus of a hidden layer *and* (``last``) the output layer's activation, and
+    every supported loss is met, in every dtype. Each activation goes with a loss that leaves the
+    output activation free (sse, half_sse, mse, quadratic, in turn), where one is supported; each
+    loss that fixes it (BCE: sigmoid, the logits losses: identity) gets one more cell, its focus
+    activation in turn."""
+    out = []
+    for dtype in dict.fromkeys(c[2] for c in cells):
+        free = [l for l in dict.fromkeys(c[0] for c in cells if c[2] == dtype) if l not in LAST_ACTIVATION]
+        fixed = [l for l in dict.fromkeys(c[0] for c in cells if c[2] == dtype) if l in LAST_ACTIVATION]
+        acts = [a for a in pool if any(c[1] == a and c[2] == dtype for c in cells)]
+        for k, act in enumerate(acts):
+            losses = free or fixed
+            loss = next((losses[(k + n) % len(losses)] for n in range(len(losses))
+                         if (losses[(k + n) % len(losses)], act, dtype) in cells), None)
+            if loss is not None:
+                out.append((loss, act, dtype, act if loss in free else None))
+        met = {c[0] for c in out if c[2] == dtype}
+        for k, loss in enumerate(l for l in fixed if l not in met):
+            act = next((acts[(k + n) % len(acts)] for n in range(len(acts))
+                        if (loss, acts[(k + n) % len(acts)], dtype) in cells), None)
+            if act is not None:
+                out.append((loss, act, dtype, None))
+    return out
+
+
+def coverage(cases):
+    """What the edge cases of a run met: {"family x activation x dtype (hidden)": (met, of), ...
+    "family x activation x dtype (output)", "family x loss x dtype"}; ``of`` counts the combinations
+    the run's own cells allow (an output activation only where a loss that leaves it free is run)."""
+    met = {"hidden": set(), "output": set(), "loss": set()}
+    cells = {(c.meta["cell"]["loss"], c.meta["cell"]["activation"], c.meta["cell"]["dtype"])
+             for c in cases if c.meta.get("cell")}
+    for c in cases:
+        family = c.meta.get("family", "plain")
+        if family == "plain":
+            continue
+        spec = c.spec
+        acts = [layer["activation"] for layer in spec["layers"]]
+        met["hidden"] |= {(family, a, spec["dtype"]) for a in acts[:-1]}
+        if spec["loss"] not in LAST_ACTIVATION:
+            met["output"].add((family, acts[-1], spec["dtype"]))
+        met["loss"].add((family, spec["loss"], spec["dtype"]))
+    fams = bst.EDGE_FAMILIES
+    want = {"hidden": {(f, a, d) for f in fams for _, a, d in cells},
+            "output": {(f, a, d) for f in fams for l, a, d in cells if l not in LAST_ACTIVATION},
+            "loss": {(f, l, d) for f in fams for l, _, d in cells}}
+    names = {"hidden": "family x activation x dtype, hidden layer",
+             "output": "family x activation x dtype, output layer",
+             "loss": "family x loss x dtype"}
+    return {names[k]: {"met": len(met[k] & want[k]), "of": len(want[k]),
+                       "missing": sorted("/".join(m) for m in want[k] - met[k])[:10]} for k in names}
 
 
 def _depth(loss, act, depth):
@@ -119,10 +167,12 @@ def _depth(loss, act, depth):
     return 2 if depth == 1 and LAST_ACTIVATION.get(loss, act) != act else depth
 
 
-def _draw(seed, family, loss, act, dtype, depth, index, pool):
+def _draw(seed, family, loss, act, dtype, depth, index, pool, last=None):
     d = bst.NumpyDraws(np.random.default_rng(_seed(seed, family, loss, act, dtype, index)))
+    edge = family != "plain"
     spec = bst.draw_spec(d, family, activations=pool, losses=[loss], dtypes=[dtype],
-                         min_depth=depth, max_depth=depth, force=act)
+                         min_depth=depth, max_depth=depth, force=None if edge else act,
+                         hidden=act if edge else None, last=last)
     case = bst.draw_case(d, spec, family, focus=act)
     case.meta = {"seed": seed, "index": index, "family": family,
                  "cell": {"loss": loss, "activation": act, "dtype": dtype}}

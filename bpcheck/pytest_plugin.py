@@ -9,6 +9,9 @@ instead of the NumPy reference. From any directory:
         --bpcheck-examples 100
 
 (``-k candidate`` keeps the tests that judge the target; the others check the oracles.)
+Each case is judged by ``bpcheck.judge.judge`` with its case-level findings, as in every entry
+point: inputs overwritten in place, unknown gradient keys, state kept across calls (the target is
+called three times a case: the case, the same shapes with other values, the case again).
 
 (``pytest --pyargs tests`` cannot work: ``tests`` is not an installed package.)
 A ``module:function`` target resolves from the current directory, as under

@@ -47,6 +47,8 @@ from scipy.special import erf, erfc
 
 # A library's exp, log, tanh, erf are good to a few ulp (1 ulp = 2u at 1):
 # glibc and NumPy's SIMD float32 paths are within 4 ulp, XLA's tanh ~4 u (README).
+# The one definition: compare.TOLERANCE["k_fn"] reports this constant, and tests/test_rounding.py
+# checks the libraries against it.
 K_FN = 8.0
 
 _K = math.sqrt(2 / math.pi)   # gelu_tanh's sqrt(2/pi)
@@ -164,6 +166,13 @@ def _silu(z):
 ACTIVATIONS = {"identity": _identity, "relu": _relu, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid,
                "tanh": _tanh, "softplus": _softplus, "elu": _elu, "gelu": _gelu,
                "gelu_tanh": _gelu_tanh, "silu": _silu}
+
+
+# Activations that a common formula computes as 0 once e^-z overflows (z < -log(max)): silu as
+# z / (1 + e^-z) (PyTorch's float64 silu among them), its derivative from the same sigmoid. Their
+# true values there are still above the underflow floor (|z| e^z, up to ~1e-305 in float64), so the
+# bound grants them whole (bpcheck.bounds).
+ZERO_PAST_EXP_RANGE = ("silu",)
 
 
 def activation(name, z):

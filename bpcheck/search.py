@@ -45,17 +45,16 @@ class Judged:
 
 
 def judge_case(case, backend):
-    """Run the candidate first (so an unsupported case costs nothing), then the one judgement.
+    """Run the candidate first (so an unsupported case costs nothing), then the one judgement, its
+    case-level findings included (the state check calls the candidate twice more).
     Unsupported propagates; an adapter error is a Judged with ``error``."""
-    from bpcheck.engine import contract_findings
     from bpcheck.judge import judge
     try:
         with np.errstate(all="ignore"):
             result = backend.run(case)
+            j = judge(case, result, who=backend.name, rerun=backend.run)
     except AdapterError as exc:
         return Judged(case, error=str(exc))
-    with np.errstate(all="ignore"):
-        j = judge(case, result, who=backend.name, findings=contract_findings(result))
     return Judged(case, result, j.truth, j.rows, j.findings)
 
 
@@ -179,12 +178,16 @@ def search(backend, strategy, *, max_examples=50, seed=0, shrink=True, budget=60
 def cut_front(judged, backend):
     """Hypothesis cannot delete a layer (the depth is one integer drawn before the layers), so do it
     here: cut off the layers before the first wrong link, feeding their output a_{k-1} as the input
-    x, which leaves everything downstream as it was. The largest cut that still fails is kept."""
+    x, which leaves everything downstream as it was. The largest cut that still fails is kept.
+    A failure with no row to cut at (only a finding: an extra gradient key, an overwritten input)
+    keeps the case whole."""
     from bpcheck.diagnose import first_divergence
     from bpcheck.spec import Case
     first, case = first_divergence(judged.rows), judged.case
+    if first is None:
+        return judged
     layers = case.spec["layers"]
-    for k in range(first["layer"] or 0, 0, -1):
+    for k in range(first.get("layer") or 0, 0, -1):
         spec = {**case.spec, "input_dim": layers[k - 1]["units"], "layers": layers[k:]}
         params = {f"layers.{i - k}.{t}": case.params[f"layers.{i}.{t}"]
                   for i in range(k, len(layers)) for t in "Wb"}

@@ -8,9 +8,11 @@ backprop code breaking:
 
 | family | what it draws | what it exposes |
 |---|---|---|
-| zero_kinks | exact zeros z = 0: zero rows of x with zero biases, and dead units (zero W row and bias) | derivatives at the kink (0/0, relu'(0)) |
-| exp_overflow | a hidden layer (the focus activation's) and the output layer scaled so max z reaches 85-100 (float32) or 700-740 (float64); softmax logits placed so the rows' maxima span that range from 0 | exp overflow, also in the unused branch of a `where`; softmax shifted by the batch-wide max |
-| saturated | the same, max abs z 8-40 | saturated sigmoid/tanh/softplus/gelu/elu tails, log(sigmoid) |
+| zero_kinks | exact zeros z = 0 at the input of every layer, logits included: zero rows of x with zero biases, and a dead unit (zero W row and bias) in every layer | derivatives at the kink (relu'(0)) and 0/0 in smooth ones (silu' as a/z), a logit of exactly 0 |
+| exp_overflow | the target layers (below) wholly in z in [85, 110] (float32) / [700, 760] (float64): past exp's overflow (88.7 / 709.8) and past the point where e^-z underflows to 0 (104.0 / 745.1), each threshold with units on both sides; softmax logits placed so that the rows' maxima span more than 104 / 745 from 0 and so does each row, the target of every other row at its row's minimum | exp overflow, also in the unused branch of a `where`; softmax without its max, shifted by the batch-wide max, or taken as log(p) of an underflowed p |
+| exp_overflow_neg | the same with z in [-110, -85] / [-760, -700] | e^-z overflow for z << 0: log(1 + e^-z), an unused branch, 1/e^z |
+| saturated | the target layers wholly in z in [8, 40], each unit at its own level so that 1 - sigmoid rounding to 0 (16.6 / 36.7) and float32-derived cut-overs (13.9) in float64 have units on both sides | saturated sigmoid/tanh/softplus/gelu/elu tails, log(sigmoid), tanh via e^2z |
+| saturated_neg | the same with z in [-40, -8] | tails where a formula with absolute accuracy loses all of it: sigmoid as (1 + tanh(z/2))/2, softplus' as (e^a - 1)/e^a |
 | one_unit | layers of one unit (the output too, but for softmax) | squeezes, broadcasting slips |
 | square | every layer square (units = fan_in) | transposes that square shapes cannot reveal |
 | batch1 | batch 1 | squeezed batch axes |
@@ -21,7 +23,11 @@ backprop code breaking:
 rest are plain (``bpcheck.generate`` spreads them so that every family meets
 every loss and every activation). Shapes come from the family (``one_unit``, ``square``,
 ``batch1``, ``wide_batch``), values from the family's recipe applied to plain
-draws.
+draws. The *target layers* of a value family are the first hidden layer with the
+focus activation and the output layer: each is placed *wholly* in the family's
+region, every unit at its own level spread evenly over the range (the range's
+ends included), so that a tail carries the tensor's norm and every threshold
+inside the range has units on both sides (``REGIONS``, ``THRESHOLDS``).
 
 One recipe, three drivers (``Draws``): Hypothesis drawing every entry
 (``arrays="drawn"``: slow, shrinks values too), Hypothesis drawing a seed for
@@ -37,14 +43,30 @@ import numpy as np
 from bpcheck import rounding
 from bpcheck.spec import ACTIVATIONS, DTYPES, LAST_ACTIVATION, LOSSES, Case, param_shapes
 
-FAMILIES = ("plain", "zero_kinks", "exp_overflow", "saturated", "one_unit", "square", "batch1",
-            "wide_batch", "zero_x")
+FAMILIES = ("plain", "zero_kinks", "exp_overflow", "exp_overflow_neg", "saturated", "saturated_neg",
+            "one_unit", "square", "batch1", "wide_batch", "zero_x")
 EDGE_FAMILIES = FAMILIES[1:]
 EDGE_SHARE = 0.4
 # Families that fix shapes; the others only change values (and can follow any spec strategy).
 SHAPE_FAMILIES = ("one_unit", "square", "batch1", "wide_batch")
-OVERFLOW_Z = {"float32": (85.0, 100.0), "float64": (700.0, 740.0)}     # exp overflows past 88.7 / 709.8
-SATURATED_Z = (8.0, 40.0)
+OVERFLOW_Z = {"float32": (85.0, 110.0), "float64": (700.0, 760.0)}
+SATURATED_Z = {"float32": (8.0, 40.0), "float64": (8.0, 40.0)}
+# family -> (sign, |z| range per dtype) of its target layers
+REGIONS = {"exp_overflow": (1, OVERFLOW_Z), "exp_overflow_neg": (-1, OVERFLOW_Z),
+           "saturated": (1, SATURATED_Z), "saturated_neg": (-1, SATURATED_Z)}
+# softmax logits in exp_overflow: a row's span (its max minus its min) in this range, past the
+# point where e^(z - max) underflows to 0 (log(2^-150) = -104.0, log(2^-1075) = -745.1)
+SOFTMAX_SPAN = {"float32": (104.5, 110.0), "float64": (746.0, 760.0)}
+# |z| where a common way of writing a formula breaks, per dtype (each inside a family's range, so
+# its target layers have units on both sides): e^z overflows, e^z underflows to 0, e^2z overflows
+# (tanh as (e^2z - 1)/(e^2z + 1)), 1 + e^-z rounds to 1 (1 - sigmoid = 0), and in float64 the
+# float32-derived cut-over -log(eps32) of a softplus written for float32
+THRESHOLDS = {
+    "float32": {"exp overflows": 88.72, "exp underflows to 0": 103.97, "exp(2z) overflows": 44.36,
+                "1 + exp(-z) rounds to 1": 16.64},
+    "float64": {"exp overflows": 709.78, "exp underflows to 0": 745.13, "exp(2z) overflows": 354.89,
+                "1 + exp(-z) rounds to 1": 36.74, "float32's -log(eps)": 15.94},
+}
 
 
 # ---- drivers -------------------------------------------------------------------
@@ -100,9 +122,11 @@ class HypothesisDraws(Draws):
 # ---- the recipe ----------------------------------------------------------------
 
 def draw_spec(d, family="plain", *, activations=ACTIVATIONS, losses=LOSSES, dtypes=DTYPES,
-              min_depth=1, max_depth=6, max_width=16, force=None):
+              min_depth=1, max_depth=6, max_width=16, force=None, hidden=None, last=None):
     """A valid spec for ``family``: depth, widths, activations, a loss and its required last activation.
-    ``force``: an activation put on at least one layer that can take it."""
+    ``force``: an activation put on at least one layer that can take it; ``hidden``: an activation
+    put on the first layer (when depth >= 2); ``last``: the output layer's activation, where the
+    loss does not fix it."""
     loss = d.choice(list(losses))
     dtype = d.choice(list(dtypes))
     depth = d.integer(min_depth, max_depth)
@@ -111,19 +135,23 @@ def draw_spec(d, family="plain", *, activations=ACTIVATIONS, losses=LOSSES, dtyp
     square = d.integer(2, max_width) if family == "square" else None
     layers = []
     for i in range(depth):
-        last = i == depth - 1
+        last_layer = i == depth - 1
         if square is not None:
             units = square
-        elif family == "one_unit" and (not last or loss != "softmax_cross_entropy"):
+        elif family == "one_unit" and (not last_layer or loss != "softmax_cross_entropy"):
             units = 1
         else:
-            units = d.integer(2 if last and loss == "softmax_cross_entropy" else lo_width, max_width)
-        activation = need if (last and need) else d.choice(list(activations))
+            units = d.integer(2 if last_layer and loss == "softmax_cross_entropy" else lo_width, max_width)
+        activation = need if (last_layer and need) else d.choice(list(activations))
         layers.append({"units": units, "activation": activation})
     if force and not any(layer["activation"] == force for layer in layers):
         free = [i for i in range(depth) if not (need and i == depth - 1)]
         if free:
             layers[d.choice(free)]["activation"] = force
+    if hidden and depth >= 2:
+        layers[0]["activation"] = hidden
+    if last and not need:
+        layers[-1]["activation"] = last
     input_dim = square if square is not None else d.integer(lo_width, max_width)
     return {"input_dim": input_dim, "layers": layers, "loss": loss, "dtype": dtype}
 
@@ -162,60 +190,97 @@ def draw_case(d, spec, family="plain", *, batch=None, focus=None):
         x = np.zeros_like(x)
     elif family == "zero_kinks":
         _zero_kinks(d, spec, params, x)
-    elif family in ("exp_overflow", "saturated"):
-        lo, hi = OVERFLOW_Z[dtype] if family == "exp_overflow" else SATURATED_Z
-        _scale_layers(d, spec, params, x, lo, hi, focus, positive=family == "exp_overflow")
+    elif family in REGIONS:
+        sign, ranges = REGIONS[family]
+        y = _place_layers(d, spec, params, x, y, sign, ranges[dtype], focus, family)
     cast = {k: v.astype(dtype) for k, v in params.items()}
     y = y if spec["loss"] == "softmax_cross_entropy" else y.astype(dtype)
     return Case(spec, cast, x.astype(dtype), y, id="generated", meta={"family": family})
 
 
 def _zero_kinks(d, spec, params, x):
-    """Exact zeros z = 0: some rows of x zero with zero layer-0 biases, and in each deeper
-    relu/leaky_relu layer a dead unit (zero W row, zero bias): exact in any arithmetic."""
+    """Exact zeros z = 0 at the input of every layer, whatever its activation (a smooth one may
+    divide by z or by a) and the logits too: some rows of x zero with zero layer-0 biases, and in
+    every layer of two or more units a dead unit (zero W row, zero bias): exact in any arithmetic."""
     rows = sorted({d.integer(0, x.shape[0] - 1) for _ in range(max(1, x.shape[0] // 3))})
     x[rows] = 0.0
     b0 = params["layers.0.b"]
     for j in {d.integer(0, b0.size - 1) for _ in range(max(1, b0.size // 2))}:
         b0[j] = 0.0
     for i, layer in enumerate(spec["layers"]):
-        if i and layer["activation"] in ("relu", "leaky_relu", "elu"):
+        if i and layer["units"] >= 2:
             j = d.integer(0, layer["units"] - 1)
             params[f"layers.{i}.W"][j] = 0.0
             params[f"layers.{i}.b"][j] = 0.0
 
 
-def _scale_layers(d, spec, params, x, lo, hi, focus=None, positive=False):
-    """Scale W and b of the first hidden layer with activation ``focus`` (else of a drawn hidden
-    layer, if any) and of the output layer so that each one's largest |z| (largest z, with
-    ``positive``: where exp overflows), in the float64 forward pass of the drawn values, lands in
-    [lo, hi]: the activation and the logits both reach the edge. Softmax logits with ``positive``
-    (exp_overflow) are placed instead so that the rows' largest logits span [lo, hi], from 0 up:
-    the largest z lands in [lo, hi] as before, and one row lies that far below the batch's
-    maximum (a softmax shifted by the batch-wide max underflows there)."""
+def _levels(d, n, lo, hi):
+    """``n`` levels spread evenly over [lo, hi], both ends included (one level: drawn), in a drawn order."""
+    if n == 1:
+        return np.array([d.uniform((), lo, hi).item()])
+    levels = np.linspace(lo, hi, n)
+    order = np.argsort(d.uniform((n,), 0.0, 1.0), kind="stable")
+    return levels[order]
+
+
+def _place_layers(d, spec, params, x, y, sign, bounds, focus, family):
+    """Put the target layers -- the first hidden layer with activation ``focus`` (else a drawn hidden
+    layer, if any) and the output layer; only the output layer for a loss that fixes the output
+    activation (the logits, or BCE's sigmoid) -- wholly in the region ``sign`` x [lo, hi]: unit j's
+    pre-activations at its own level c_j (``_levels``) give or take w = min(1/2, (hi - lo) / 8n)
+    across the batch (less where the drawn rows differ by less than 1), by an affine change of the unit's W row and bias in the float64 forward pass of
+    the drawn values. Returns ``y`` (softmax targets may move, see ``_place_softmax``)."""
+    lo, hi = bounds
     depth = len(spec["layers"])
     hidden = [i for i, layer in enumerate(spec["layers"][:-1]) if focus is None or layer["activation"] == focus]
     targets = {depth - 1} | ({hidden[0] if focus else d.choice(hidden)} if hidden else set())
+    if spec["loss"] in LAST_ACTIVATION:      # the logits alone: the hidden rows must differ for softmax's rows
+        targets = {depth - 1}
     a = x
     for i, layer in enumerate(spec["layers"]):
         W, b = params[f"layers.{i}.W"], params[f"layers.{i}.b"]
         z = a @ W.T + b
-        if i in targets:
-            row_max = np.max(z, axis=1)
-            spread = float(np.ptp(row_max))
-            peak = float(np.max(z) if positive and np.max(z) > 1e-3 else np.max(np.abs(z)))
-            if positive and i == depth - 1 and spec["loss"] == "softmax_cross_entropy" and spread > 1e-3:
-                # the rows' largest logits span [lo, hi] and the lowest of them sits at 0: the largest
-                # z still lands in [lo, hi], and a row lies that far below the batch's maximum
-                factor = d.uniform((), lo, hi).item() / spread
-                shift = float(np.min(row_max)) * factor
-                params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor - shift
-                z = z * factor - shift
-            elif peak > 1e-3:                    # a layer with nothing to scale keeps its values
-                factor = d.uniform((), lo, hi).item() / peak
-                params[f"layers.{i}.W"], params[f"layers.{i}.b"] = W * factor, b * factor
-                z = z * factor
+        if i == depth - 1 and spec["loss"] == "softmax_cross_entropy" and sign > 0 and family == "exp_overflow":
+            z, y = _place_softmax(d, params, i, z, y, SOFTMAX_SPAN[spec["dtype"]])
+        elif i in targets:
+            n = z.shape[1]
+            centre = z.mean(axis=0)
+            spread = np.ptp(z, axis=0)
+            w = min(0.5, (hi - lo) / (8 * n))
+            factor = w / np.maximum(spread, 1.0)         # |W| never grows: rows that hardly differ stay so
+            level = sign * _levels(d, n, lo, hi)
+            params[f"layers.{i}.W"] = W * factor[:, None] * sign
+            params[f"layers.{i}.b"] = sign * (b - centre) * factor + level
+            z = a @ params[f"layers.{i}.W"].T + params[f"layers.{i}.b"]
         a = rounding.activation(layer["activation"], z)[0]
+    return y
+
+
+def _place_softmax(d, params, i, z, y, span):
+    """Softmax logits for exp_overflow: the rows' largest logits span [0, H] (H drawn in ``span``, past
+    the point where e^-H underflows to 0), so a softmax shifted by the batch's maximum underflows on
+    some row (the rows in between lose digits to subnormals); within each row the units sit
+    at levels c_j spread over [-S, 0] (S drawn in ``span``), so that e^(z - max) underflows to 0 on
+    some unit of every row; every other row's target is its row's lowest logit (log(p) of an
+    underflowed p is -inf where the loss is finite). z_bj = r_b + c_j + (at most 1/2): every W row is
+    the drawn row v with the widest spread over the batch, times one factor, plus a trace of its own
+    row (so W's rows differ), and the biases carry c_j."""
+    W, b = params[f"layers.{i}.W"], params[f"layers.{i}.b"]
+    n = z.shape[1]
+    proj = z - b                                        # a_{i-1} W^T of the drawn values
+    k = int(np.argmax(np.ptp(proj, axis=0)))
+    r = proj[:, k]
+    spread = float(np.ptp(r))
+    factor = d.uniform((), *span).item() / spread if spread > 1e-2 else 0.0   # rows alike: left alike
+    own = proj - r[:, None]                             # what each row adds to v's projection
+    trace = 0.5 / max(float(np.max(np.abs(own))), 1e-300) if np.any(own) else 0.0
+    level = -_levels(d, n, 0.0, d.uniform((), *span).item())
+    params[f"layers.{i}.W"] = (W[k] * factor)[None, :] + (W - W[k]) * trace
+    params[f"layers.{i}.b"] = level - float(np.min(r)) * factor
+    z = (r[:, None] - float(np.min(r))) * factor + own * trace + level
+    y = np.array(y, copy=True)
+    y[::2] = np.argmin(z[::2], axis=1)
+    return z, y
 
 
 def numpy_case(rng, *, family="plain", force=None, **spec_options):

@@ -86,18 +86,27 @@ def truth_and_tolerance(case):
     return truth, allowed
 
 
-def check(directory, backprop):
-    """Judge ``backprop`` (the Python contract) on every vector in ``directory`` with ``bpcheck.judge``;
-    return {vector id: verdict} ("pass" or "fail")."""
+def check(directory, backprop, *, findings=None):
+    """Judge ``backprop`` (the Python contract) on every vector in ``directory`` with ``bpcheck.judge``,
+    case-level findings included (inputs overwritten, unknown gradient keys; the state check on the
+    first vector and on every failing one); return {vector id: verdict} ("pass" or "fail"). A dict
+    passed as ``findings`` receives {vector id: [finding, ...]} for the vectors that have any.
+    Raises what ``backprop`` raises (as ``bpcheck.backends.AdapterError``; NotImplementedError as
+    ``Unsupported``), SpecError for a bad vector file, OSError for a missing one."""
     from bpcheck.backends import PythonBackend
     from bpcheck.judge import judge
     from bpcheck.spec import load_case
     backend = PythonBackend(backprop, getattr(backprop, "__name__", "backprop"))
     manifest = json.loads((Path(directory) / "manifest.json").read_text())
     out = {}
-    for entry in manifest["vectors"]:
+    for n, entry in enumerate(manifest["vectors"]):
         case = load_case(Path(directory) / f"{entry['id']}.json")
-        out[entry["id"]] = judge(case, backend.run(case), who=backend.name).verdict()
+        with np.errstate(all="ignore"):
+            j = judge(case, backend.run(case), who=backend.name, rerun=backend.run,
+                      rerun_when="always" if n == 0 else "failing")
+        out[entry["id"]] = j.verdict()
+        if findings is not None and j.findings:
+            findings[entry["id"]] = j.findings
     return out
 
 

@@ -34,6 +34,15 @@ def test_a_correct_and_a_buggy_implementation(saved):
     assert bad.returncode == 1 and "verdict: FAIL" in bad.stdout and "First wrong link" in bad.stdout
 
 
+@pytest.mark.parametrize("name, phrase", [("mutates_x", "overwrote its input x in place"),
+                                          ("stateful_cache_wt", "data from call A leaked into call B")])
+def test_a_broken_contract_is_a_finding(saved, name, phrase):
+    """Right gradients (every row ok) but x overwritten, or W kept across same-shaped calls: exit 1 naming it."""
+    run = check(saved, f"{REPO / 'tests' / 'hostile' / name}.py:backprop")
+    assert run.returncode == 1 and "verdict: FAIL" in run.stdout and phrase in run.stdout, run.stdout
+    assert " bug\n" not in run.stdout.split("bug:")[0], run.stdout          # no row is wrong
+
+
 def _edit(path, change):
     doc = json.loads(path.read_text())
     change(doc)

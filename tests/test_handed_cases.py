@@ -7,7 +7,10 @@ bpcheck once said wrongly, and what it says now, for every implementation of the
   that uses erfc); the definition's own rounding is now granted: every implementation passes.
 - bce_saturated_sigmoid_float32: sigmoid outputs that round to exactly 1.0 in float32, so every
   textbook BCE (the reference too) returns inf. Once 'bug'; now a visible dtype_limit note with the
-  hint to use bce_with_logits, and a pass.
+  hint to use bce_with_logits, and a pass -- for the non-finite rows only: a stable implementation's
+  finite gradient is judged (once excused, a doubled one too).
+- relu_kink_output_layer_float32: relu'(0) = 1 (admissible) with the output layer's relu inputs exactly
+  0. Once 'bug' (single flips could not find the uniform choice of side); now a kink note.
 - silu_output_near_underflow_float64 (from the false-alarm campaign): silu outputs of 1e-186 and
   8e-314, whose squared error scales underflow float64. Once a tolerance of 1e-106 u and 'precision'
   for every correct implementation; the bound is now carried in extended precision there.
@@ -67,6 +70,59 @@ def test_a_textbook_bce_at_a_sigmoid_rounded_to_one_is_a_dtype_limit_note(name):
 @pytest.mark.parametrize("name", ["stable", "torch", "jax"])
 def test_the_saturated_bce_case_passes_stable_implementations(name):
     assert verdict("bce_saturated_sigmoid_float32", name).verdict() == "pass"
+
+
+@pytest.mark.parametrize("factor", [2.0, -1.0, 10.0])
+@pytest.mark.parametrize("key", ["layers.0.W", "layers.0.b", "layers.1.W"])
+def test_a_finite_wrong_gradient_past_the_bce_limit_fails(key, factor):
+    """The loss is not finite in float32 here, but the truth is, and a stable implementation's finite
+    gradient can be judged: one tensor x2, x(-1), x10 or x1.01 fails as a bug at that tensor (the
+    dtype_limit note once excused every row of the case, these nine variants included). A smaller
+    error can pass here as torch's clamp, which gives 0 where a rounds to 1."""
+    case = load_case(CASES / "bce_saturated_sigmoid_float32.json")
+    stable = IMPLEMENTATIONS["stable"]
+
+    def off(spec, params, x, y):
+        out = stable(spec, params, x, y)
+        out["grads"][key] = out["grads"][key] * factor
+        return out
+    with np.errstate(all="ignore"):
+        j = judge(case, PythonBackend(off, "off").run(case), who="off")
+    layer, tensor = int(key.split(".")[1]), key.split(".")[2]
+    assert [(r["layer"], r["tensor"], r["class"]) for r in j.failures] == [(layer, tensor, "bug")]
+
+
+def _relu_prime_one_at_zero(spec, params, x, y):
+    """The reference with relu'(z) = (z >= 0): relu'(0) = 1, an admissible subgradient."""
+    from reference import activations
+    saved = activations.ACTIVATIONS["relu"]
+    activations.ACTIVATIONS["relu"] = (saved[0], lambda z: (z >= 0).astype(z.dtype))
+    try:
+        return IMPLEMENTATIONS["reference"](spec, params, x, y)
+    finally:
+        activations.ACTIVATIONS["relu"] = saved
+
+
+def test_relu_prime_one_at_zero_at_the_output_layer_is_a_kink_note():
+    """relu_kink_output_layer_float32: the output layer is relu with pre-activations exactly 0 (and
+    11 kinked entries, more than are enumerated, where one flip at a time moves the sums the wrong
+    way): relu'(0) = 1 matches the truth with the other one-sided derivative there."""
+    case = load_case(CASES / "relu_kink_output_layer_float32.json")
+    j = judge(case, PythonBackend(_relu_prime_one_at_zero, "ge").run(case), who="ge")
+    assert j.verdict() == "pass" and j.notes and {r["class"] for r in j.notes} == {"kink"}
+    assert judge(case, PythonBackend(IMPLEMENTATIONS["reference"], "r").run(case)).verdict(strict=True) == "pass"
+
+
+def test_the_kink_case_still_catches_a_bug():
+    """The same candidate with dC/db_1 off by 1% elsewhere: the kink explains the rest, not this."""
+    case = load_case(CASES / "relu_kink_output_layer_float32.json")
+
+    def off(spec, params, x, y):
+        out = _relu_prime_one_at_zero(spec, params, x, y)
+        out["grads"]["layers.0.b"] = out["grads"]["layers.0.b"] * 1.01 + 1e-3
+        return out
+    j = judge(case, PythonBackend(off, "off").run(case), who="off")
+    assert (0, "b", "bug") in [(r["layer"], r["tensor"], r["class"]) for r in j.failures]
 
 
 @pytest.mark.parametrize("name", sorted(IMPLEMENTATIONS))

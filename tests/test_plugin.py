@@ -53,3 +53,14 @@ def test_assert_backprop_is_exported_lazily():
             "f = bpcheck.assert_backprop; assert 'bpcheck.search' in sys.modules; print(f.__name__)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "assert_backprop", run.stderr
+
+
+@pytest.mark.parametrize("name, phrase", [("mutates_x", "overwrote its input x in place"),
+                                          ("stateful_cache_wt", "data from call A leaked into call B")])
+def test_right_gradients_with_a_broken_contract_fail_through_the_finding(elsewhere, name, phrase):
+    """Right gradients, but x overwritten in place, or W kept (transposed) across calls of the same shapes:
+    the plugin's check reports the case-level finding, as every other entry point does."""
+    target = f"{REPO / 'tests' / 'hostile' / name}.py:backprop"
+    run = pytest_in(elsewhere, "--bpcheck-target", target, k="candidate_agrees_with_truth and float64")
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
+    assert phrase in run.stdout, run.stdout[-3000:]

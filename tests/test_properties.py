@@ -6,6 +6,9 @@ every tensor within the rounding the definitions allow, or a note (kink, convent
 dtype_limit), never bug or precision. And the truth itself is corroborated: on every tensor
 some framework agrees with it within that tolerance.
 
+Case-level findings count as in every entry point: an implementation that overwrites its inputs
+or keeps state across calls fails (``check_agreement`` calls it three times a case).
+
 Nothing is assumed away: a case the candidate declines is rejected and counted as a
 Hypothesis event ("rejected: ..."; see ``--hypothesis-show-statistics``).
 """
@@ -22,15 +25,18 @@ from bpcheck.spec import DTYPES
 
 
 def check_agreement(case, candidate):
-    """Assert that ``candidate`` passes ``case`` (notes allowed); return the Judgement."""
+    """Assert that ``candidate`` passes ``case`` (notes allowed), case-level findings included: inputs
+    overwritten, unknown gradient keys, and state kept across calls (``bpcheck.judge.state_findings``
+    calls the candidate twice more on every case, so that a failure replays the same way); return the
+    Judgement. Raises AssertionError naming each failing row and finding; a case the candidate
+    declines is rejected (Hypothesis's ``reject``)."""
     try:
         with np.errstate(all="ignore"):
             result = candidate.run(case)
+            j = judge(case, result, who=candidate.name, rerun=candidate.run)
     except Unsupported as exc:
         event(f"rejected: {str(exc)[:60]}")
         reject()
-    with np.errstate(all="ignore"):
-        j = judge(case, result, who=candidate.name)
     if currently_in_test_context():
         note(f"spec: {case.spec}, batch {case.batch}, family {case.meta.get('family')}")
         event(f"family {case.meta.get('family')}")

@@ -9,7 +9,7 @@ from scipy.special import erfc
 
 EXPECTED = {
     "verdict": "fail",
-    "class": "precision",
+    "class": "bug",
     "first_wrong": "loss",
     "equation": "loss",
     "family": "exp_overflow",
