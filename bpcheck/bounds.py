@@ -142,6 +142,11 @@ def _bounds(case, truth, safety, same_a, ft):
     x = np.asarray(case.x, ft)
     out = Bounds()
     acts = []
+    # Every computed value may be flushed or rounded in the subnormal range, an absolute error up to
+    # the dtype's smallest normal number: in units of u, ``flush`` (negligible unless values are that
+    # small; a derivative flushed to 0 then moves delta by |P| tiny, which relative rounding misses).
+    flush = ft(float(np.finfo(spec["dtype"]).tiny)) / ft(u)
+    flush2 = flush * flush
     with np.errstate(all="ignore"):
         # ---- forward
         s_a_prev2, a_prev = np.zeros_like(x), x
@@ -151,12 +156,12 @@ def _bounds(case, truth, safety, same_a, ft):
             n = W[i].shape[1] + 1                                   # fan_in products and the bias
             local = rounding.sum_rounding_sq(a_prev**2 @ W2.T + bias[i] ** 2, z[i], n)
             s_z2 = _through(z[i], np.abs(a_prev) @ absW.T + np.abs(bias[i]),
-                            s_a_prev2 @ W2.T, np.sqrt(s_a_prev2) @ absW.T) + local
+                            s_a_prev2 @ W2.T, np.sqrt(s_a_prev2) @ absW.T) + local + flush2
             f, d1, d2, rho_f, rho_d = (np.asarray(v, ft) for v in rounding.activation(layer["activation"], z[i]))
-            if layer["activation"] in rounding.ZERO_PAST_EXP_RANGE:     # z / (1 + e^-z) = 0 there
-                past = z[i] < -math.log(float(np.finfo(spec["dtype"]).max))
-                rho_f = np.where(past, np.maximum(rho_f, np.abs(f) / u), rho_f)
-                rho_d = np.where(past, np.maximum(rho_d, np.abs(d1) / u), rho_d)
+            # an intermediate flushed or subnormal (sigma(z) or Phi(z) in z sigma(z), z Phi(z); 1 / (1 + e^-z)
+            # once e^-z overflows) is off by up to tiny absolutely, and z multiplies it
+            floor = (1 + np.abs(np.asarray(z[i], ft))) * flush
+            rho_f, rho_d = np.maximum(rho_f, floor), np.maximum(rho_d, floor)
             if layer["activation"] in ("relu", "leaky_relu"):       # across the kink, the steeper side
                 d1 = np.where(np.abs(z[i]) <= np.sqrt(s_z2) * u * safety, 1.0, d1)
             acts.append((d1, d2, rho_d))
@@ -169,17 +174,17 @@ def _bounds(case, truth, safety, same_a, ft):
 
         # ---- loss and BP1
         L = rounding.loss(spec["loss"], np.asarray(a[-1], np.float64), case.y, z[-1])
-        s_G2 = np.square(L.propagate(np.sqrt(s_a2[-1]))) + np.square(np.asarray(L.rho_G, ft))
+        s_G2 = np.square(L.propagate(np.sqrt(s_a2[-1]))) + np.square(np.asarray(L.rho_G, ft)) + flush2
         out.scale[(None, "loss")] = np.asarray(np.hypot(L.value_from(np.sqrt(s_a2[-1])), L.rho_L))  # no overflow
         P, s_P2 = np.asarray(L.G, ft), s_G2
         for i in reversed(range(n_layers)):
             d1, d2, rho_d = acts[i]
             delta = np.asarray(truth["deltas"][f"layers.{i}"], ft)
-            s_d2 = (d1**2) * s_P2 + (P * d2) ** 2 * out.z_scale[i] ** 2 + (P * rho_d) ** 2 + delta**2
+            s_d2 = (d1**2) * s_P2 + (P * d2) ** 2 * out.z_scale[i] ** 2 + (P * rho_d) ** 2 + delta**2 + flush2
             if i == n_layers - 1 and spec["loss"] == "binary_cross_entropy" and same_a:
                 # BCE's (a - y) / (a (1 - a)) times sigma' = a (1 - a), as written, read the same rounded a:
                 # the product is (a - y) / n up to their own roundings, and a's error moves it by s_a / n.
-                s_d2 = s_a2[i] / delta.size ** 2 + (8 * delta) ** 2
+                s_d2 = s_a2[i] / delta.size ** 2 + (8 * delta) ** 2 + flush2
             out.scale[(i, "delta")] = np.sqrt(s_d2)
             a_prev = x if i == 0 else a[i - 1]
             s_prev2 = np.zeros_like(x) if i == 0 else s_a2[i - 1]
@@ -188,19 +193,19 @@ def _bounds(case, truth, safety, same_a, ft):
             db = delta.sum(axis=0)
             out.scale[(i, "b")] = np.sqrt(
                 _through(db, abs_d.sum(axis=0), s_d2.sum(axis=0), s_d.sum(axis=0))
-                + rounding.sum_rounding_sq((delta**2).sum(axis=0), db, B))
+                + rounding.sum_rounding_sq((delta**2).sum(axis=0), db, B) + flush2)
             # BP4
             dW = delta.T @ a_prev
             abs_a, s_prev = np.abs(a_prev), np.sqrt(s_prev2)
             out.scale[(i, "W")] = np.sqrt(
                 _through(dW, abs_d.T @ abs_a, s_d2.T @ a_prev**2 + (delta**2).T @ s_prev2,
                          s_d.T @ abs_a + abs_d.T @ s_prev)
-                + _local((delta**2).T, a_prev**2, dW, B))
+                + _local((delta**2).T, a_prev**2, dW, B) + flush2)
             # BP2 (or the input gradient below layer 0)
             W2, absW = W[i] ** 2, np.abs(W[i])
             P = delta @ W[i]
             s_P2 = (_through(P, abs_d @ absW, s_d2 @ W2, s_d @ absW)
-                    + _local(delta**2, W2, P, W[i].shape[0]))
+                    + _local(delta**2, W2, P, W[i].shape[0]) + flush2)
             if i == 0:
                 out.scale[(None, "input_grad")] = np.sqrt(s_P2)
     return out

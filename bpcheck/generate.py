@@ -7,9 +7,9 @@ cells are drawn. In each cell the cell's activation is put on at least one
 layer; depths step through 1..max_depth across the grid. Ids look like
 ``c0042-mse-tanh-float32``.
 
-Then the edge cases: a covering grid, drawn whole in every round (one round
-per example; more where ``edge_share``, a floor on the edge cases' share of the
-run, asks for more). For every edge family (``strategies.EDGE_FAMILIES``) and
+Then the edge cases: a covering grid, drawn whole in every round: one round at
+least, more where ``edge_share``, a floor on the edge cases' share of the run,
+asks for more (``_rounds``; a call with ``start`` continues the same rounds). For every edge family (``strategies.EDGE_FAMILIES``) and
 dtype, ``edge_grid`` gives every supported activation a case where it is the
 activation of a hidden layer *and* of the output layer, and every supported
 loss a case of its own: every (family x activation x dtype) at a hidden layer
@@ -73,10 +73,11 @@ def _seed(*parts):
 
 
 def generate_cases(seed, examples, *, losses=LOSSES, activations=ACTIVATIONS, dtypes=DTYPES, max_depth=6,
-                   edge_share=bst.EDGE_SHARE, support=None, start=0):
+                   edge_share=bst.EDGE_SHARE, support=None, start=0, max_params=None):
     """``examples`` plain cases per supported cell and the edge cases (see the module docstring).
     ``start`` offsets the per-cell index (and the edge sequence), so a second call continues the
-    same sequence with new cases."""
+    same sequence with new cases. ``max_params``: networks narrowed to at most that many
+    parameters (``strategies.draw_spec``), for an implementation that takes no bigger ones."""
     check_choices(losses, activations, dtypes, max_depth)
     if not 0 <= edge_share < 1:
         raise ValueError(f"edge_share {edge_share}: must be in [0, 1)")
@@ -87,24 +88,31 @@ def generate_cases(seed, examples, *, losses=LOSSES, activations=ACTIVATIONS, dt
     for k in range(start, start + examples):
         for c, (loss, act, dtype) in enumerate(cells):
             depth = _depth(loss, act, (k + c) % max_depth + 1)
-            case = _draw(seed, "plain", loss, act, dtype, depth, k, pool)
+            case = _draw(seed, "plain", loss, act, dtype, depth, k, pool, max_params=max_params)
             case.id = f"c{k * len(cells) + c:04d}-{loss}-{act}-{dtype}"
             cases.append(case)
     if not cells or not edge_share:
         return cases
     grid = edge_grid(cells, pool)
     per_round = len(grid) * len(bst.EDGE_FAMILIES)
-    # rounds per example: one, or more where edge_share (a floor) asks for more edge cases than a round
-    per_example = max(1, math.ceil(len(cells) * edge_share / (1 - edge_share) / per_round)) if per_round else 0
-    for t in range(start * per_example, (start + examples) * per_example):
+    for t in range(_rounds(start, len(cells), edge_share, per_round),
+                   _rounds(start + examples, len(cells), edge_share, per_round)):
         for f, family in enumerate(bst.EDGE_FAMILIES):
             for k, (loss, act, dtype, last) in enumerate(grid):
                 j = (t * len(bst.EDGE_FAMILIES) + f) * len(grid) + k
                 depth = max(2, (t + f + k) % max_depth + 1) if max_depth >= 2 else 1
-                case = _draw(seed, family, loss, act, dtype, depth, j, pool, last=last)
+                case = _draw(seed, family, loss, act, dtype, depth, j, pool, last=last, max_params=max_params)
                 case.id = f"e{j:04d}-{family}-{loss}-{act}-{dtype}"
                 cases.append(case)
     return cases
+
+
+def _rounds(examples, n_cells, edge_share, per_round):
+    """Edge rounds that go with the first ``examples`` examples per cell: at least one (every run meets
+    the whole grid), more where ``edge_share`` -- a floor on the edge cases' share -- asks for more."""
+    if not examples or not per_round:
+        return 0
+    return max(1, math.ceil(examples * n_cells * edge_share / (1 - edge_share) / per_round - 1e-9))
 
 
 def edge_grid(cells, pool):
@@ -135,17 +143,20 @@ def edge_grid(cells, pool):
 
 
 def coverage(cases):
-    """What the edge cases of a run met: {"family x activation x dtype (hidden)": (met, of), ...
-    "family x activation x dtype (output)", "family x loss x dtype"}; ``of`` counts the combinations
-    the run's own cells allow (an output activation only where a loss that leaves it free is run)."""
+    """What the edge cases of a run met, against what its cells ask for: {name: {"met", "of",
+    "missing"}} for "family x activation x dtype, hidden layer", "... output layer" (only where a
+    loss that leaves the output activation free is run) and "family x loss x dtype". ``cases`` are
+    Cases or judged records (dicts with "spec" and "meta"; a record counts only if its status is
+    "ok": a declined or failed call met nothing)."""
     met = {"hidden": set(), "output": set(), "loss": set()}
-    cells = {(c.meta["cell"]["loss"], c.meta["cell"]["activation"], c.meta["cell"]["dtype"])
-             for c in cases if c.meta.get("cell")}
+    cells = set()
     for c in cases:
-        family = c.meta.get("family", "plain")
-        if family == "plain":
+        spec, meta = (c["spec"], c.get("meta") or {}) if isinstance(c, dict) else (c.spec, c.meta)
+        if meta.get("cell"):
+            cells.add((meta["cell"]["loss"], meta["cell"]["activation"], meta["cell"]["dtype"]))
+        family = meta.get("family", "plain")
+        if family == "plain" or (isinstance(c, dict) and c.get("status") != "ok"):
             continue
-        spec = c.spec
         acts = [layer["activation"] for layer in spec["layers"]]
         met["hidden"] |= {(family, a, spec["dtype"]) for a in acts[:-1]}
         if spec["loss"] not in LAST_ACTIVATION:
@@ -155,11 +166,13 @@ def coverage(cases):
     want = {"hidden": {(f, a, d) for f in fams for _, a, d in cells},
             "output": {(f, a, d) for f in fams for l, a, d in cells if l not in LAST_ACTIVATION},
             "loss": {(f, l, d) for f in fams for l, _, d in cells}}
-    names = {"hidden": "family x activation x dtype, hidden layer",
-             "output": "family x activation x dtype, output layer",
-             "loss": "family x loss x dtype"}
-    return {names[k]: {"met": len(met[k] & want[k]), "of": len(want[k]),
-                       "missing": sorted("/".join(m) for m in want[k] - met[k])[:10]} for k in names}
+    return {COVERAGE_NAMES[k]: {"met": len(met[k] & want[k]), "of": len(want[k]),
+                                "missing": sorted("/".join(m) for m in want[k] - met[k])[:10]} for k in want}
+
+
+COVERAGE_NAMES = {"hidden": "family x activation x dtype, hidden layer",
+                  "output": "family x activation x dtype, output layer",
+                  "loss": "family x loss x dtype"}
 
 
 def _depth(loss, act, depth):
@@ -167,12 +180,12 @@ def _depth(loss, act, depth):
     return 2 if depth == 1 and LAST_ACTIVATION.get(loss, act) != act else depth
 
 
-def _draw(seed, family, loss, act, dtype, depth, index, pool, last=None):
+def _draw(seed, family, loss, act, dtype, depth, index, pool, last=None, max_params=None):
     d = bst.NumpyDraws(np.random.default_rng(_seed(seed, family, loss, act, dtype, index)))
     edge = family != "plain"
     spec = bst.draw_spec(d, family, activations=pool, losses=[loss], dtypes=[dtype],
                          min_depth=depth, max_depth=depth, force=None if edge else act,
-                         hidden=act if edge else None, last=last)
+                         hidden=act if edge else None, last=last, max_params=max_params)
     case = bst.draw_case(d, spec, family, focus=act)
     case.meta = {"seed": seed, "index": index, "family": family,
                  "cell": {"loss": loss, "activation": act, "dtype": dtype}}

@@ -180,7 +180,7 @@ def repeat_finding(case, first, second, bounds):
         g, h = np.asarray(g, np.float64), np.asarray(h, np.float64)
         if np.array_equal(g, h, equal_nan=True):
             continue
-        allowed = allowed_error(bounds, layer, tensor, case.spec["dtype"], g.size)
+        allowed = allowed_error(bounds, layer, tensor, case.spec["dtype"], g.size, truth_norm=norm2(g))
         if not np.all(np.isfinite(g) == np.isfinite(h)) or norm2(np.nan_to_num(g - h)) > allowed:
             return {"class": "bug", "kind": "nondeterministic",
                     "message": f"results differ between two identical calls ({_where(layer, tensor)} first): "

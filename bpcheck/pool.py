@@ -247,13 +247,17 @@ class _DaskPool:
 def _run_pool(chunks, candidate, who, oracles, jobs, emit, client=None):
     """Feed chunks to ``jobs`` spawned workers (or a Dask ``client``'s), two in flight each. A
     worker that dies breaks the pool and the chunks in flight with it: each of their cases runs
-    again alone in a fresh pool, so a second death names its case."""
+    again alone in a fresh pool, so a second death names its case. ``submit`` on a local pool
+    that is breaking may raise OSError instead of BrokenProcessPool ("handle is closed": the
+    executor spawns a replacement worker inside submit and pickles the queues its manager thread
+    has just closed); that is a dead pool too."""
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
     died = (BrokenProcessPool,)
     if client is not None:
         from distributed import KilledWorker
         died = (BrokenProcessPool, KilledWorker)
+    submit_died = died if client is not None else died + (OSError,)   # a Dask client's OSError is not ours
 
     fresh = list(reversed(chunks))          # pop() from the end keeps the order
     suspects = []                           # single cases, each to run alone
@@ -273,7 +277,7 @@ def _run_pool(chunks, candidate, who, oracles, jobs, emit, client=None):
                         while fresh and len(running) < 2 * jobs:
                             running[pool.submit(_worker_run, _text(fresh[-1]))] = (fresh[-1], False)
                             fresh.pop()
-                except died:                        # broke since the last wait: its chunk stays queued
+                except submit_died:                 # broke since the last wait: its chunk stays queued
                     broken = True
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -83,6 +83,9 @@ def summary_line(report):
             f"{flags.get('examples', '?')} example(s) per loss × activation × dtype, depths "
             f"{_span(report['coverage']['depths'])}, widths {_span(report['coverage']['widths'])}, "
             f"batches {_span(report['coverage']['batches'])}")
+    grid = report["coverage"].get("edge_grid") or {}
+    if grid:
+        line += "; edge grid met: " + ", ".join(f"{name} {g['met']}/{g['of']}" for name, g in grid.items())
     if t.get("wall_seconds"):
         line += f"; wall time {fmt(t['wall_seconds'])} s with {flags.get('jobs', '?')} job(s)"
     if t.get("cases_per_second"):

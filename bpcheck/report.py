@@ -30,6 +30,7 @@ from pathlib import Path
 import click
 
 from bpcheck.classify import CLASSES, NOTES, REAL
+from bpcheck.generate import coverage as edge_coverage
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
 from bpcheck.strategies import EDGE_SHARE
 
@@ -236,6 +237,7 @@ def aggregate(records, meta):
             "depths": sorted({len(r["spec"]["layers"]) for r in records}),
             "widths": sorted({l["units"] for r in records for l in r["spec"]["layers"]}),
             "batches": sorted({r["batch"] for r in records}),
+            "edge_grid": edge_coverage(records),
         },
         "groups": groups,
         "side_by_side": side_by_side(groups["loss_layer"], candidates[0]),
@@ -402,7 +404,8 @@ def default_jobs():
               help="Worker processes.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/cases.jsonl.")
 @click.option("--edge-share", type=click.FloatRange(0, 1), default=None,
-              help=f"Share of cases from the edge families [default: {EDGE_SHARE}].")
+              help=f"Least share of cases from the edge families; the whole edge grid is drawn every "
+                   f"round, more rounds where this asks for more, 0 draws none [default: {EDGE_SHARE}].")
 @click.option("--candidate", default="reference", show_default=True,
               help="Implementation to report on: reference, module:function or path.py:function.")
 @click.option("--in-process", is_flag=True, help="Call a non-builtin candidate in bpcheck's own processes.")
@@ -439,7 +442,7 @@ def report_command(examples, seed, out, losses, activations, dtypes, max_depth, 
     click.echo(f"bpcheck report: {len(cases)} cases {f'(shard {shard[0]}/{shard[1]}) ' if shard else ''}"
                f"({examples} per cell of "
                f"{len(losses)} losses × {len(activations)} activations × {len(dtypes)} dtypes, "
-               f"{edge_share:.0%} edge families), {jobs} job(s) -> {out}/", err=True)
+               f"the edge grid on top), {jobs} job(s) -> {out}/", err=True)
     before = {r["case"] for r in load_records(Path(out) / CASES_FILE)} if resume else set()
     interrupted = False
     try:

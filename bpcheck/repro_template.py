@@ -173,7 +173,7 @@ def bpcheck_verdict(argv, code):
         candidate = Candidate(target=CONFIG["target"], isolate=False)
     backend = candidate.build()
     try:
-        j = judge(case, backend.run(case), who=candidate.label)
+        j = judge(case, backend.run(case), who=candidate.label, rerun=backend.run)
     except Exception as exc:
         print(f"bpcheck could not judge it: {type(exc).__name__}: {exc}")
         return code

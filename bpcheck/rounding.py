@@ -168,13 +168,6 @@ ACTIVATIONS = {"identity": _identity, "relu": _relu, "leaky_relu": _leaky_relu, 
                "gelu_tanh": _gelu_tanh, "silu": _silu}
 
 
-# Activations that a common formula computes as 0 once e^-z overflows (z < -log(max)): silu as
-# z / (1 + e^-z) (PyTorch's float64 silu among them), its derivative from the same sigmoid. Their
-# true values there are still above the underflow floor (|z| e^z, up to ~1e-305 in float64), so the
-# bound grants them whole (bpcheck.bounds).
-ZERO_PAST_EXP_RANGE = ("silu",)
-
-
 def activation(name, z):
     """``(f, f', f'', rho_f, rho_d)`` at float64 ``z`` (any shape) for activation ``name``.
 

@@ -122,11 +122,12 @@ class HypothesisDraws(Draws):
 # ---- the recipe ----------------------------------------------------------------
 
 def draw_spec(d, family="plain", *, activations=ACTIVATIONS, losses=LOSSES, dtypes=DTYPES,
-              min_depth=1, max_depth=6, max_width=16, force=None, hidden=None, last=None):
+              min_depth=1, max_depth=6, max_width=16, force=None, hidden=None, last=None, max_params=None):
     """A valid spec for ``family``: depth, widths, activations, a loss and its required last activation.
     ``force``: an activation put on at least one layer that can take it; ``hidden``: an activation
     put on the first layer (when depth >= 2); ``last``: the output layer's activation, where the
-    loss does not fix it."""
+    loss does not fix it; ``max_params``: the widest layers narrowed, one unit at a time, until
+    the network has at most that many parameters (or every width is at its family's least)."""
     loss = d.choice(list(losses))
     dtype = d.choice(list(dtypes))
     depth = d.integer(min_depth, max_depth)
@@ -153,7 +154,36 @@ def draw_spec(d, family="plain", *, activations=ACTIVATIONS, losses=LOSSES, dtyp
     if last and not need:
         layers[-1]["activation"] = last
     input_dim = square if square is not None else d.integer(lo_width, max_width)
-    return {"input_dim": input_dim, "layers": layers, "loss": loss, "dtype": dtype}
+    spec = {"input_dim": input_dim, "layers": layers, "loss": loss, "dtype": dtype}
+    return spec if max_params is None else _narrowed(spec, max_params, lo_width)
+
+
+def _narrowed(spec, max_params, lo_width):
+    """``spec`` with its widest layers (input included) narrowed until it has at most ``max_params``
+    parameters: a square spec stays square, a softmax output keeps two units."""
+    def size():
+        widths = [spec["input_dim"]] + [layer["units"] for layer in spec["layers"]]
+        return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    square = len({spec["input_dim"], *(layer["units"] for layer in spec["layers"])}) == 1
+    while size() > max_params:
+        if square:
+            if spec["input_dim"] <= 2:
+                break
+            spec["input_dim"] -= 1
+            for layer in spec["layers"]:
+                layer["units"] -= 1
+            continue
+        floors = [lo_width] + [2 if (i == len(spec["layers"]) - 1 and spec["loss"] == "softmax_cross_entropy")
+                               else lo_width for i in range(len(spec["layers"]))]
+        widths = [spec["input_dim"]] + [layer["units"] for layer in spec["layers"]]
+        k = max(range(len(widths)), key=lambda j: (widths[j] - floors[j], -j))
+        if widths[k] <= floors[k]:
+            break
+        if k == 0:
+            spec["input_dim"] -= 1
+        else:
+            spec["layers"][k - 1]["units"] -= 1
+    return spec
 
 
 def draw_batch(d, family, max_batch=8):

@@ -32,6 +32,7 @@ from pathlib import Path
 import click
 
 from bpcheck.classify import NOTES, REAL
+from bpcheck.generate import coverage as edge_coverage
 from bpcheck.report import DEFAULT_SEED, _choices  # same flags, same cases as `bpcheck report`
 from bpcheck.signals import EXIT_INTERRUPTED, Interrupted
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
@@ -137,18 +138,21 @@ def build_candidate(target, exec_command, *, timeout, in_process, memory_mb):
 def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEED, dtypes=None, losses=None,
                  activations=None, max_depth=6, timeout=10.0, jobs=1, shrink=True, shrink_budget=60.0,
                  out_dir="bpcheck-out/validate", progress=True, edge_share=None, min_cases=MIN_CASES,
-                 strict=False, in_process=False, memory_mb=4096, resume=False):
-    """Run the whole validation; return the verdict (a JSON-able dict with ``exit_code``)."""
+                 strict=False, in_process=False, memory_mb=4096, resume=False, max_params=None):
+    """Run the whole validation; return the verdict (a JSON-able dict with ``exit_code``).
+    ``max_params``: draw only networks of at most that many parameters (also when the
+    implementation declines larger ones: the smaller of the two)."""
     from bpcheck import strategies as bst
     from bpcheck.backends import AdapterError
-    from bpcheck.generate import examples_for, generate_cases
-    from bpcheck.support import probe
+    from bpcheck.generate import examples_for
+    from bpcheck.support import Hung, generate_within, probe, probe_size
     out_dir = Path(out_dir)
     edge_share = bst.EDGE_SHARE if edge_share is None else edge_share
     options = {"examples": examples, "seed": seed, "dtypes": dtypes or list(DTYPES),
                "losses": losses or list(LOSSES), "activations": activations or list(ACTIVATIONS),
                "max_depth": max_depth, "edge_share": edge_share, "min_cases": min_cases, "strict": strict,
-               "jobs": jobs, "isolated": not in_process and not exec_command, "timeout": timeout}
+               "jobs": jobs, "isolated": not in_process and not exec_command, "timeout": timeout,
+               "max_params": max_params}
     verdict = {"target": exec_command or target, "exec": bool(exec_command), "options": options,
                "out": str(out_dir)}
     try:
@@ -158,13 +162,22 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
         return {**verdict, "exit_code": 2, "error": str(exc)}
     try:
         clock = [time.perf_counter()]
-        support = probe(backend, losses=options["losses"], dtypes=options["dtypes"])   # every activation:
-        # a loss's required last activation counts even where --activations leaves it out
+        try:
+            support = probe(backend, losses=options["losses"], dtypes=options["dtypes"])   # every activation:
+            # a loss's required last activation counts even where --activations leaves it out
+            limit, why = probe_size(backend, support, max_depth)
+        except Hung as exc:                  # one timeout, not one per probe
+            return {**verdict, "exit_code": 2, "error": str(exc)}
+        if limit is not None:
+            support.declined[f"networks of more than {limit} parameters"] = why
+        limits = [p for p in (max_params, limit) if p is not None]
+        options["max_params"] = min(limits) if limits else None
         cells = support.cells(options["losses"], options["activations"], options["dtypes"], max_depth)
         per_cell = examples_for(min_cases, examples, len(cells))
         grid = dict(losses=options["losses"], activations=options["activations"], dtypes=options["dtypes"],
-                    max_depth=max_depth, edge_share=edge_share, support=support)
-        cases = generate_cases(seed, per_cell, **grid)
+                    max_depth=max_depth, edge_share=edge_share, support=support,
+                    max_params=options["max_params"])
+        cases = generate_within(seed, per_cell, **grid)
         clock.append(time.perf_counter())
         first_failure = []
 
@@ -181,7 +194,7 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
         clock.append(time.perf_counter())
         summary = summarize(records, strict=strict, min_cases=min_cases)
         verdict.update(name=backend.name, **_verdict_counts(summary), support=_support(support, cells),
-                       per_cell=per_cell)
+                       per_cell=per_cell, coverage=edge_coverage(records))
         if verdict.get("interrupted"):
             verdict["exit_code"] = EXIT_INTERRUPTED
         sections = []
@@ -211,8 +224,9 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
 def _run_all(cases, candidate, run, grid, *, seed, per_cell, cells, min_cases, resume):
     """Judge ``cases`` (appending to ``cases``), then top up while declined draws leave fewer than
     ``min_cases`` checked: deterministic, so ``resume`` re-derives the same sequence."""
-    from bpcheck.generate import examples_for, generate_cases
+    from bpcheck.generate import examples_for
     from bpcheck.pool import run_cases
+    from bpcheck.support import generate_within
     records = run_cases(cases, candidate, resume=resume, **run)
     drawn = per_cell
     for _ in range(TOP_UP_ROUNDS):           # declined combinations: draw more, within support
@@ -226,7 +240,7 @@ def _run_all(cases, candidate, run, grid, *, seed, per_cell, cells, min_cases, r
                    int(room // per_example))
         if more < 1:
             break
-        cases += generate_cases(seed, more, start=drawn, **grid)
+        cases += generate_within(seed, more, start=drawn, **grid)
         drawn += more
         records = run_cases(cases, candidate, resume=True, **run)
     return records
@@ -268,13 +282,17 @@ def _reports(records, out_dir, verdict, sections, timing):
 @click.option("--min-cases", default=MIN_CASES, show_default=True, type=click.IntRange(min=0),
               help="A PASS needs at least this many checked cases.")
 @click.option("--edge-share", default=None, type=click.FloatRange(0, 1),
-              help=f"Share of cases from the edge families [default: {EDGE_SHARE}].")
+              help=f"Least share of cases from the edge families; the whole edge grid is drawn every "
+                   f"round, more rounds where this asks for more, 0 draws none [default: {EDGE_SHARE}].")
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, help="Seed of the case generator.")
 @click.option("--dtypes", callback=_choices(DTYPES), help="Comma-separated subset (default: all).")
 @click.option("--losses", callback=_choices(LOSSES), help="Comma-separated subset (default: all).")
 @click.option("--activations", callback=_choices(ACTIVATIONS),
               help="Comma-separated subset (default: all).")
 @click.option("--max-depth", default=6, show_default=True, type=click.IntRange(1, 64))
+@click.option("--max-params", default=None, type=click.IntRange(min=1),
+              help="Draw only networks of at most this many parameters [default: what the "
+                   "implementation takes, found by probing].")
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds the implementation may take per case.")
 @click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
@@ -292,8 +310,8 @@ def _reports(records, out_dir, verdict, sections, timing):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/cases.jsonl.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON (stdout) instead of text.")
 def validate_command(target, exec_command, examples, min_cases, edge_share, seed, dtypes, losses, activations,
-                     max_depth, timeout, jobs, in_process, memory_mb, strict, shrink_budget, no_shrink, out_dir,
-                     resume, as_json):
+                     max_depth, max_params, timeout, jobs, in_process, memory_mb, strict, shrink_budget, no_shrink,
+                     out_dir, resume, as_json):
     """Check TARGET (module:function or path/to/file.py:function) or an --exec program.
 
     Exit code 0: every check passed on at least --min-cases checked cases; 1: a real
@@ -312,7 +330,7 @@ def validate_command(target, exec_command, examples, min_cases, edge_share, seed
                                activations=activations, max_depth=max_depth, timeout=timeout, jobs=jobs,
                                shrink=not no_shrink, shrink_budget=shrink_budget, out_dir=out_dir,
                                edge_share=edge_share, min_cases=min_cases, strict=strict, in_process=in_process,
-                               memory_mb=memory_mb, resume=resume)
+                               memory_mb=memory_mb, resume=resume, max_params=max_params)
     if as_json:
         from bpcheck.records import jsonable   # non-finite floats as "inf"/"nan": strict JSON
         click.echo(json.dumps(jsonable(verdict), indent=2, allow_nan=False))

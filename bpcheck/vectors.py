@@ -75,6 +75,7 @@ def truth_and_tolerance(case):
     """The float64 truth (the arbiter's) and, per tensor key, the allowed error ||g - t||_2."""
     from bpcheck.bounds import running_bounds
     from bpcheck.compare import SAFETY, allowed_error, tensors
+    from bpcheck.rounding import norm2
     from bpcheck.repro import key
     from bpcheck.truth import exact
     truth = exact(case)
@@ -82,7 +83,8 @@ def truth_and_tolerance(case):
     allowed = {}
     for layer, tensor, value in tensors(truth, case.spec):
         row = {"layer": layer, "tensor": tensor}
-        allowed[key(row)] = allowed_error(bounds, layer, tensor, case.spec["dtype"], np.size(value))
+        allowed[key(row)] = allowed_error(bounds, layer, tensor, case.spec["dtype"], np.size(value),
+                                          truth_norm=norm2(value))
     return truth, allowed
 
 

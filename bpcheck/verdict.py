@@ -63,12 +63,21 @@ def verdict_text(verdict):
         return f"{head}\n  error: {verdict['error']}\nverdict: ERROR (exit 2)"
     o, support = verdict["options"], verdict.get("support", {})
     families = ", ".join(f"{k} {v}" for k, v in sorted(verdict.get("families", {}).items(), key=lambda kv: -kv[1]))
+    edge = sum(v for k, v in verdict.get("families", {}).items() if k != "plain")
     lines = [head,
              f"  {verdict['cases']} cases (seed {o['seed']}, {verdict.get('per_cell', o['examples'])} per supported "
              f"loss × activation × dtype cell, {support.get('cells', '?')} cells, depth ≤ {o['max_depth']}, "
-             f"{o['edge_share']:.0%} from edge families): {verdict['checked']} checked, {verdict['skipped']} "
+             f"the edge grid on top): {verdict['checked']} checked, {verdict['skipped']} "
              f"skipped (unsupported), {len(verdict['errors'])} errors",
              f"  families checked: {families or 'none'}"]
+    if verdict.get("coverage"):
+        grid = verdict["coverage"]
+        lines.append(f"  edge grid met ({edge} edge cases checked): "
+                     + "; ".join(f"{name} {g['met']}/{g['of']}" for name, g in grid.items()))
+        missing = [m for g in grid.values() for m in g["missing"]]
+        if missing:
+            lines.append(f"  edge grid NOT met (declined or failed to run): {', '.join(missing[:8])}"
+                         + (" ..." if len(missing) > 8 else ""))
     if support.get("declined"):
         lines.append("  not supported by the implementation (left out of the draw): "
                      + ", ".join(sorted(support["declined"])))

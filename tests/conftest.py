@@ -11,6 +11,8 @@ import random
 import pytest
 from hypothesis import HealthCheck, settings
 
+pytest.register_assert_rewrite("tests.helpers")    # their asserts explain themselves as the tests' own do
+
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=30, **_COMMON)
 settings.register_profile("ci", max_examples=200, **_COMMON)
@@ -33,15 +35,17 @@ def pytest_configure_node(node):
     node.workerinput["bpcheck_seed"] = node.config.option.hypothesis_seed
 
 
-# Under CI a test skipped because a tool is missing (Chromium, Node.js) fails the run: those tests
-# must run there (.ci/run installs the tools), not pass by skipping.
+# Under CI a test skipped because a tool is missing (Chromium, Node.js: "... is not installed") or a
+# module cannot be imported (``pytest.importorskip``: "could not import ...") fails the run: those
+# tests must run there (.ci/run installs the tools, the [test] extra the modules), not pass by skipping.
+# tests/test_shards.py::test_the_guard_fails_a_ci_run_that_skips_for_a_missing_module checks it.
 REQUIRE_TOOLS = os.environ.get("CI") == "true" or os.environ.get("BPCHECK_REQUIRE_TOOLS") == "1"
-_MISSING_TOOL = "is not installed"
+_MISSING_TOOL = ("is not installed", "could not import")
 _missing = []
 
 
 def pytest_runtest_logreport(report):
-    if report.skipped and _MISSING_TOOL in str(report.longrepr):
+    if report.skipped and any(text in str(report.longrepr) for text in _MISSING_TOOL):
         _missing.append(report.nodeid)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bpcheck.spec import save_case
-from tests.test_compare import _case
+from tests.helpers.cases import hand_case
 
 BPCHECK = str(Path(sys.executable).with_name("bpcheck"))
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def check(*args):
 
 @pytest.fixture
 def saved(tmp_path):
-    case = _case("float64", 0.25, ("tanh", "sigmoid"), case_id="good")
+    case = hand_case("float64", 0.25, ("tanh", "sigmoid"), case_id="good")
     return save_case(case, tmp_path)
 
 
@@ -107,7 +107,7 @@ def test_a_missing_file_and_a_bad_target(saved, tmp_path):
 def test_out_paths_stay_where_they_are_told(tmp_path):
     """Files go under --out, with names from case ids that cannot hold a path."""
     from bpcheck.spec import SpecError
-    case = _case(case_id="../../outside")
+    case = hand_case(case_id="../../outside")
     with pytest.raises(SpecError, match="must match"):
         save_case(case, tmp_path / "inside")
     assert not (tmp_path / "outside.json").exists()

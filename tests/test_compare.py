@@ -15,13 +15,13 @@ import pytest
 
 from bpcheck.backends import PythonBackend
 from bpcheck.bounds import UNIT_ROUNDOFF, running_bounds
-from bpcheck.classify import CONVENTIONS, kink_entries
+from bpcheck.classify import kink_entries
 from bpcheck.compare import SAFETY, compare, describe, metrics
 from bpcheck.judge import judge
-from bpcheck.spec import Case, validate_case, validate_result
+from bpcheck.spec import validate_case, validate_result
 from bpcheck.truth import exact
-from reference import activations as ref_activations
 from reference.network import backprop as reference_backprop
+from tests.helpers.cases import hand_case, relu_prime_one, saturated_bce
 
 U32 = UNIT_ROUNDOFF["float32"]
 
@@ -52,23 +52,6 @@ def test_metrics_exact_zero_and_non_finite():
 
 # ---- cases built by hand ----------------------------------------------------
 
-def _case(dtype="float64", b0_first=0.0, activations=("relu", "tanh"), case_id="hand", loss="half_sse"):
-    """Two layers; with b0_first = 0 the first unit's z is exactly 0 for example 0:
-    0.5 * 1.0 + (-0.25) * 2.0 + 0 = 0 (every product and sum exact)."""
-    spec = {"input_dim": 2, "layers": [{"units": 3, "activation": activations[0]},
-                                       {"units": 2, "activation": activations[1]}],
-            "loss": loss, "dtype": dtype}
-    params = {"layers.0.W": np.array([[0.5, -0.25], [0.3, 0.7], [-0.6, 0.2]]),
-              "layers.0.b": np.array([b0_first, 0.1, 0.05]),
-              "layers.1.W": np.array([[0.8, -0.4, 0.3], [-0.2, 0.9, 0.45]]),
-              "layers.1.b": np.array([0.15, -0.35])}
-    x = np.array([[1.0, 2.0], [0.5, -1.0]])
-    y = np.array([[0.3, -0.7], [1.1, 0.2]])
-    case = Case(spec, {k: v.astype(dtype) for k, v in params.items()}, x.astype(dtype), y.astype(dtype),
-                id=case_id)
-    return validate_case(case)
-
-
 def run(fn, case, name="candidate"):
     with np.errstate(all="ignore"):             # a textbook BCE at a saturated sigmoid divides by zero
         result = PythonBackend(fn, name).run(case)
@@ -83,17 +66,6 @@ def _doubling(layer):
     return backprop
 
 
-def _relu_prime_one(spec, params, x, y):
-    """The reference with relu'(0) = 1 instead of the contract's 0."""
-    relu, _ = ref_activations.ACTIVATIONS["relu"]
-    saved = ref_activations.ACTIVATIONS["relu"]
-    ref_activations.ACTIVATIONS["relu"] = (relu, lambda z: (z >= 0).astype(z.dtype))
-    try:
-        return reference_backprop(spec, params, x, y)
-    finally:
-        ref_activations.ACTIVATIONS["relu"] = saved
-
-
 def _row(j, layer, tensor):
     (row,) = [r for r in j.rows if r["layer"] == layer and r["tensor"] == tensor]
     return row
@@ -104,7 +76,7 @@ def _row(j, layer, tensor):
 def test_a_loss_near_the_float64_range_is_judged_not_crashed():
     """a ~ 1e150: the loss (~1e300) is finite in float64 but its error scale squared is not; the
     bound must stay a number (it once raised OverflowError and took a whole run down)."""
-    case = _case("float64", b0_first=0.25, activations=("identity", "identity"))
+    case = hand_case("float64", b0_first=0.25, activations=("identity", "identity"))
     case.x[...] = case.x * 1e150
     j = run(reference_backprop, case)
     assert j.verdict() == "pass" and math.isfinite(_row(j, None, "loss")["allowed"])
@@ -113,14 +85,14 @@ def test_a_loss_near_the_float64_range_is_judged_not_crashed():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_reference_passes_with_a_margin(dtype):
-    j = run(reference_backprop, _case(dtype, b0_first=0.25, activations=("tanh", "sigmoid")))
+    j = run(reference_backprop, hand_case(dtype, b0_first=0.25, activations=("tanh", "sigmoid")))
     assert j.verdict() == "pass" and not j.notes
     assert min(r["margin"] for r in j.rows) > 1
 
 
 def test_the_tolerance_scales_with_the_unit_roundoff():
     """The same definition allows about 2^29 times less error in float64 than in float32."""
-    tol = {d: _row(run(reference_backprop, _case(d, 0.25, ("tanh", "sigmoid"))), 0, "W")["allowed"]
+    tol = {d: _row(run(reference_backprop, hand_case(d, 0.25, ("tanh", "sigmoid"))), 0, "W")["allowed"]
            for d in ("float32", "float64")}
     assert 2**27 < tol["float32"] / tol["float64"] < 2**31
 
@@ -128,7 +100,7 @@ def test_the_tolerance_scales_with_the_unit_roundoff():
 def test_the_bound_grants_the_cancellation_of_the_textbook_gelu():
     """0.5 z (1 + erf(z / sqrt 2)) at z = -5 in float32 is off by ~100% of gelu(z): the bound of the
     activation row says so (its sensitivity is above 1), and is tight where nothing cancels."""
-    case = _case("float32", 0.25, ("gelu", "tanh"))
+    case = hand_case("float32", 0.25, ("gelu", "tanh"))
     case.params["layers.0.W"][:] = 0.0
     case.params["layers.0.b"][:] = -5.0          # every z_0 = -5 exactly
     truth = exact(case)
@@ -136,7 +108,7 @@ def test_the_bound_grants_the_cancellation_of_the_textbook_gelu():
     a0 = truth["activations"]["layers.0"]
     allowed = SAFETY * U32 * bounds.norm(0, "activation")
     assert allowed > 0.3 * np.linalg.norm(a0)
-    plain = _case("float32", 0.25, ("gelu", "tanh"))
+    plain = hand_case("float32", 0.25, ("gelu", "tanh"))
     truth = exact(plain)
     allowed = SAFETY * U32 * running_bounds(plain, truth, safety=SAFETY).norm(0, "activation")
     assert allowed < 1e-5 * np.linalg.norm(truth["activations"]["layers.0"])
@@ -145,7 +117,7 @@ def test_the_bound_grants_the_cancellation_of_the_textbook_gelu():
 @pytest.mark.parametrize("layer", [0, 1])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_doubled_weight_gradient_is_a_bug_in_its_row(dtype, layer):
-    j = run(_doubling(layer), _case(dtype, b0_first=0.25, activations=("tanh", "sigmoid")), "doubled")
+    j = run(_doubling(layer), hand_case(dtype, b0_first=0.25, activations=("tanh", "sigmoid")), "doubled")
     bad = j.failures
     assert [(r["layer"], r["tensor"]) for r in bad] == [(layer, "W")]
     assert bad[0]["class"] == "bug" and bad[0]["scale"] == pytest.approx(2.0, rel=1e-6)
@@ -156,24 +128,24 @@ def test_a_doubled_weight_gradient_is_a_bug_in_its_row(dtype, layer):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_other_derivative_at_an_exact_zero_is_a_kink(dtype):
-    case = _case(dtype, b0_first=0.0)
+    case = hand_case(dtype, b0_first=0.0)
     truth = exact(case)
     entries = kink_entries(case, truth, running_bounds(case, truth, safety=SAFETY))
     assert (0, 0, 0, True) in entries
-    j = run(_relu_prime_one, case, "relu_prime_one")
+    j = run(relu_prime_one, case, "relu_prime_one")
     assert j.verdict() == "pass" and {r["class"] for r in j.notes} == {"kink"}
     assert "other one-sided derivative" in j.notes[0]["note"]
 
 
 def test_away_from_the_kink_the_same_convention_changes_nothing():
-    j = run(_relu_prime_one, _case("float64", b0_first=0.25), "relu_prime_one")
+    j = run(relu_prime_one, hand_case("float64", b0_first=0.25), "relu_prime_one")
     assert j.verdict() == "pass" and not j.notes
 
 
 @pytest.mark.parametrize("layer", [0, 1])
 def test_a_doubled_gradient_behind_a_kink_is_still_a_bug(layer):
     """The kink at layer 0 excuses only what the other one-sided derivative explains."""
-    j = run(_doubling(layer), _case("float64", b0_first=0.0), "doubled")
+    j = run(_doubling(layer), hand_case("float64", b0_first=0.0), "doubled")
     assert j.verdict() == "fail"
     assert [(r["layer"], r["tensor"], r["class"]) for r in j.failures] == [(layer, "W", "bug")]
 
@@ -195,7 +167,7 @@ def _mutated(change):
     (lambda o: o["grads"].pop("layers.1.b"), "b", "no gradient 'layers.1.b'"),
 ])
 def test_wrong_shapes_dtypes_and_missing_gradients_are_bugs(change, tensor, words):
-    case = _case("float64", 0.25, ("tanh", "sigmoid"))
+    case = hand_case("float64", 0.25, ("tanh", "sigmoid"))
     case.x = np.concatenate([case.x, case.x * 0.5, case.x * 0.25])   # batch 6: no square accident
     case.y = np.concatenate([case.y] * 3)
     j = run(_mutated(change), case, "shaped")
@@ -204,36 +176,27 @@ def test_wrong_shapes_dtypes_and_missing_gradients_are_bugs(change, tensor, word
 
 
 def test_unknown_gradient_keys_are_a_finding():
-    j = run(_mutated(lambda o: o["grads"].__setitem__("layers.7.W", np.zeros(1))), _case(), "extra")
+    j = run(_mutated(lambda o: o["grads"].__setitem__("layers.7.W", np.zeros(1))), hand_case(), "extra")
     assert j.verdict() == "fail" and [f["kind"] for f in j.findings] == ["unknown_keys"]
     assert "layers.7.W" in j.findings[0]["message"]
 
 
 def test_nan_where_the_truth_is_finite_is_a_bug():
-    j = run(_mutated(lambda o: o["grads"]["layers.0.b"].__setitem__(1, np.nan)), _case(b0_first=0.25), "nan")
+    j = run(_mutated(lambda o: o["grads"]["layers.0.b"].__setitem__(1, np.nan)), hand_case(b0_first=0.25), "nan")
     (bad,) = j.failures
     assert (bad["tensor"], bad["class"]) == ("b", "bug") and "NaN or infinity" in bad["note"]
 
 
-def _saturated_bce(dtype):
-    """A sigmoid output whose z = 40: in float32 (and float64) sigmoid(40) rounds to 1.0."""
-    case = _case(dtype, 0.25, ("tanh", "sigmoid"), loss="half_sse")
-    case.spec["loss"] = "binary_cross_entropy"
-    case.params["layers.1.b"][0] = 40.0
-    case.y = np.asarray([[0.25, 0.75], [0.5, 0.125]], dtype)
-    return validate_case(case)
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_textbook_bce_at_a_saturated_sigmoid_is_a_dtype_limit_note(dtype):
-    j = run(reference_backprop, _saturated_bce(dtype), "reference")
+    j = run(reference_backprop, saturated_bce(dtype), "reference")
     assert j.verdict() == "pass" and j.notes and {r["class"] for r in j.notes} == {"dtype_limit"}
     assert "bce_with_logits" in j.notes[0]["note"] and j.verdict(strict=True) == "fail"
 
 
 def _softplus_overflow():
     """Layer 0's second unit has z = 720.x, past log(max float64) = 709.8: log(1 + e^z) overflows."""
-    case = _case("float64", 0.25, ("softplus", "identity"))
+    case = hand_case("float64", 0.25, ("softplus", "identity"))
     case.params["layers.0.b"][1] = 720.0
     return validate_case(case)
 
@@ -258,7 +221,7 @@ def test_torch_bce_clamp_is_its_documented_convention():
     """float64, z = 30: 1 - a = 9e-14 is representable, a (1 - a) < 1e-12, so torch's backward divides by its
     epsilon and is ~10x off: the arbiter's evaluation of torch's documented clamp explains it."""
     from oracles.torch_oracle import backprop as torch_backprop
-    case = _saturated_bce("float64")
+    case = saturated_bce("float64")
     case.params["layers.1.b"][0] = 30.0
     j = run(torch_backprop, case, "torch")
     assert j.verdict() == "pass", [describe(r) for r in j.failures]
@@ -272,7 +235,7 @@ def test_a_convention_is_never_granted_for_nearby_numbers(factor):
     within the row's own tolerance plus how far a's own rounding moves the clamped formula; the old
     fresh bound of the clamped formula allowed 38% here, and x1.1 and x1.3 passed as 'convention')."""
     from oracles.torch_oracle import backprop as torch_backprop
-    case = _saturated_bce("float64")
+    case = saturated_bce("float64")
     case.params["layers.1.b"][0] = 30.0
 
     def torch_off(spec, params, x, y):
@@ -284,9 +247,9 @@ def test_a_convention_is_never_granted_for_nearby_numbers(factor):
 
 
 def test_no_tolerance_is_unbounded():
-    """A tolerance is at most CAP ||g*|| (plus the underflow floor): where the bound is infinite (the
-    first-order model meets inf x 0) a sign flip or a factor of 3 still fails, and a tensor whose truth
-    is exactly zero allows the floor alone when its bound is infinite."""
+    """Where the bound is infinite (the first-order model meets inf x 0) the tolerance is CAP ||g*||
+    (plus the underflow floor): a sign flip or a factor of 3 still fails, and a tensor whose truth is
+    exactly zero allows the floor alone. A finite bound stands, however large."""
     from bpcheck.bounds import Bounds
     from bpcheck.compare import CAP, allowed_error
     unbounded = Bounds(scale={(0, "W"): np.array([np.inf, 1.0])})
@@ -294,8 +257,10 @@ def test_no_tolerance_is_unbounded():
     assert allowed_error(unbounded, 0, "W", "float32", 2, truth_norm=0.0) < 1e-37
     nan = Bounds(scale={(0, "W"): np.array([np.nan])})
     assert allowed_error(nan, 0, "W", "float64", 1, truth_norm=1.0) == pytest.approx(CAP)
-    assert 1.0 < CAP < 2.0          # 2 would pass a sign flip (error 2 ||g*||), 1 a correct result rounded up
-    case = _case("float32", 0.25, ("tanh", "identity"))
+    assert 1.0 < CAP < 2.0          # 2 would pass a sign flip (error 2 ||g*||)
+    finite = Bounds(scale={(0, "W"): np.array([1e30])})
+    assert allowed_error(finite, 0, "W", "float32", 1, truth_norm=1.0) > 1e20
+    case = hand_case("float32", 0.25, ("tanh", "identity"))
     result = reference_backprop(case.spec, case.params, case.x, case.y)
     truth = exact(case)
     bounds = running_bounds(case, truth, safety=SAFETY)
@@ -307,7 +272,7 @@ def test_no_tolerance_is_unbounded():
 
 
 def test_a_nan_in_the_judgement_is_an_error_never_a_pass():
-    case = _case("float32", 0.25, ("tanh", "identity"))
+    case = hand_case("float32", 0.25, ("tanh", "identity"))
     truth = exact(case)
     bounds = running_bounds(case, truth, safety=SAFETY)
     result = reference_backprop(case.spec, case.params, case.x, case.y)
@@ -325,13 +290,13 @@ def test_float32_arithmetic_in_a_float64_case_is_precision_not_bug():
                                  x.astype(np.float32), y.astype(np.float32))
         cast = lambda d: {k: v.astype(np.float64) for k, v in d.items()}  # noqa: E731
         return {"loss": out["loss"], "grads": cast(out["grads"]), "input_grad": out["input_grad"].astype(np.float64)}
-    j = run(in_float32, _case("float64", 0.25, ("tanh", "sigmoid")), "f32")
+    j = run(in_float32, hand_case("float64", 0.25, ("tanh", "sigmoid")), "f32")
     assert j.verdict() == "fail" and {r["class"] for r in j.failures} == {"precision"}
 
 
 def test_validate_result_refuses_what_is_not_numbers():
     from bpcheck.spec import ResultError
-    case = _case()
+    case = hand_case()
     for bad in (None, {"loss": 1.0}, {"loss": "x", "grads": {}}, {"loss": 1.0, "grads": {"layers.0.W": ["a"]}}):
         with pytest.raises(ResultError):
             validate_result(bad, case)

@@ -7,6 +7,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bpcheck.backends import load_target
@@ -262,3 +263,42 @@ def _frames(tb):
         out.append(types.SimpleNamespace(name=tb.tb_frame.f_code.co_name, locals=tb.tb_frame.f_locals))
         tb = tb.tb_next
     return out
+
+
+def _member_on_family(member, family, loss, act, dtype):
+    """Diagnose a zoo member on the default run's grid case of ``family`` for the cell's activation
+    ``act`` and ``dtype`` (and ``loss``, if given)."""
+    from bpcheck.backends import PythonBackend
+    from bpcheck.generate import generate_cases
+    from tests.meta.zoo import load
+    case = next(c for c in generate_cases(1, 1) if c.meta["family"] == family
+                and act in (None, c.meta["cell"]["activation"])
+                and c.meta["cell"]["dtype"] == dtype and loss in (None, c.meta["cell"]["loss"]))
+    with np.errstate(all="ignore"):
+        result = PythonBackend(load(member).backprop, member).run(case)
+    j = judge(case, result, who=member)
+    return diagnose(case, result, j.truth, j.rows, j.findings)
+
+
+def test_a_zero_where_the_truth_is_tiny_names_an_absolute_accuracy_formula():
+    """sigma as 1/2 + 1/2 tanh(z/2) on a layer wholly at z in [-40, -8] (float32): exact zeros where
+    sigma is tiny but not 0. Not 'never computed': the hint names the formula family and the fix."""
+    d = _member_on_family("bug_sigmoid_via_tanh", "saturated_neg", None, "sigmoid", "float32")
+    assert d.first is not None and d.first["activation"] == "sigmoid"
+    text = " ".join(d.hints)
+    assert "absolute, not relative, accuracy" in text and "tanh(z/2)" in text, d.hints
+    assert "never computed" not in text
+
+
+def test_all_zeros_where_the_truth_is_not_tiny_is_still_never_computed():
+    def mutate(result, truth):
+        result["grads"]["layers.1.W"] = result["grads"]["layers.1.W"] * 0.0
+    d = constructed(vector_case("mse", "tanh", "float64"), mutate)
+    assert any("never computed" in h for h in d.hints) and not any("absolute" in h for h in d.hints), d.hints
+
+
+def test_an_infinite_softmax_loss_names_the_log_sum_exp_form():
+    """-log(p[y]) of a p that underflowed: the loss is inf where the truth is finite."""
+    d = _member_on_family("bug_softmax_log_of_prob", "exp_overflow", "softmax_cross_entropy", None, "float32")
+    assert d.first["tensor"] == "loss"
+    assert any("log of a softmax probability that underflowed" in h and "log-sum-exp" in h for h in d.hints), d.hints

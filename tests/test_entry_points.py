@@ -33,12 +33,12 @@ from bpcheck.repro import write_repro
 from bpcheck.spec import save_case
 from bpcheck.validate import summarize
 from bpcheck.vectors import check as vectors_check
-from tests.test_compare import _case, _relu_prime_one, _saturated_bce
-from tests.test_properties import check_agreement
+from tests.helpers.cases import hand_case, relu_prime_one, saturated_bce
+from tests.helpers.checks import check_agreement
 
 IMPLEMENTATIONS_SOURCE = '''
 from reference.network import backprop as reference
-from tests.test_compare import _relu_prime_one
+from tests.helpers import cases
 
 
 def correct(spec, params, x, y):
@@ -52,7 +52,7 @@ def doubled(spec, params, x, y):
 
 
 def relu_prime_one(spec, params, x, y):
-    return _relu_prime_one(spec, params, x, y)
+    return cases.relu_prime_one(spec, params, x, y)
 
 
 def mutates_x(spec, params, x, y):
@@ -83,9 +83,9 @@ def targets(tmp_path_factory):
 
 
 def cases():
-    plain = _case("float32", 0.25, ("tanh", "sigmoid"), case_id="plain")
-    kink = _case("float64", 0.0, case_id="kink")
-    limit = _saturated_bce("float32")
+    plain = hand_case("float32", 0.25, ("tanh", "sigmoid"), case_id="plain")
+    kink = hand_case("float64", 0.0, case_id="kink")
+    limit = saturated_bce("float32")
     limit.id = "limit"
     return {"plain": plain, "kink": kink, "limit": limit}
 
@@ -100,7 +100,7 @@ FINDING = {"mutates_x": "mutated_input", "stateful": "state_leak"}   # the findi
 def _function(name):
     from reference.network import backprop as reference
     if name == "relu_prime_one":
-        return _relu_prime_one
+        return relu_prime_one
     if name == "mutates_x":
         from tests.hostile.mutates_x import backprop
         return backprop
@@ -161,8 +161,7 @@ def test_every_entry_point_gives_the_same_verdict(case_name, impl, targets, tmp_
 
     script = write_repro(case, j.rows, j.truth, tmp_path / "repro", target=targets(impl), finding="")
     with_bpcheck = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    if impl != "stateful":   # the repro script judges one call: it cannot see state kept across calls
-        verdicts["repro script"] = {0: "pass", 1: "fail"}[with_bpcheck.returncode]
+    verdicts["repro script"] = {0: "pass", 1: "fail"}[with_bpcheck.returncode]
     assert verdicts == {k: expected for k in verdicts}, verdicts
     # No entry point hands the case's own arrays to the implementation (mutates_x would change them).
     for name, value in {"x": case.x, "y": case.y, **case.params}.items():

@@ -18,6 +18,14 @@ VALIDATE = ["validate", f"{REPO / 'examples' / 'numpy_mlp.py'}:backprop", "--los
             "--activations", "tanh,relu,gelu", "--jobs", "1", "--min-cases", "40", "--seed", "5"]
 
 
+def interrupted(command, meta):
+    """What report.json's ``meta`` says: ``report`` writes meta["interrupted"] (True or False);
+    ``validate`` writes its verdict into meta and sets verdict["interrupted"] only when interrupted."""
+    if command == "report":
+        return meta["interrupted"]
+    return meta["verdict"].get("interrupted", False)
+
+
 def records(out):
     lines = (out / "cases.jsonl").read_text().splitlines()
     parsed = [json.loads(line) for line in lines]
@@ -59,7 +67,8 @@ def test_interrupt_then_resume_gives_the_uninterrupted_records(command, args, si
     if signum == signal.SIGTERM:
         assert code == 130, (code, stdout[-800:], stderr[-800:])
         report = json.loads((tmp_path / "report.json").read_text())
-        assert report["counts"]["cases"] == len(partial) and report["meta"].get("interrupted", True)
+        assert report["counts"]["cases"] == len(partial)
+        assert interrupted(command, report["meta"]) is True, report["meta"]
     else:
         assert code == -signal.SIGKILL
     done = subprocess.run([BPCHECK, *args, "--out", str(tmp_path), "--resume"], capture_output=True, text=True,
@@ -68,3 +77,4 @@ def test_interrupt_then_resume_gives_the_uninterrupted_records(command, args, si
     final, order = records(tmp_path)
     assert len(order) == len(set(order)), "a case was recorded twice"
     assert final == uninterrupted[command]
+    assert interrupted(command, json.loads((tmp_path / "report.json").read_text())["meta"]) is False

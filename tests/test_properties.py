@@ -3,48 +3,31 @@ pre-activations near the exp overflow, saturated tails, one-unit and square laye
 wide batches, x = 0) -- the candidate (the NumPy reference unless ``--bpcheck-target`` names
 another implementation), torch and jax each get the verdict "pass" from ``bpcheck.judge``:
 every tensor within the rounding the definitions allow, or a note (kink, convention,
-dtype_limit), never bug or precision. And the truth itself is corroborated: on every tensor
-some framework agrees with it within that tolerance.
+dtype_limit), never bug or precision. And the truth itself is corroborated, in both dtypes: on
+every tensor whose truth is finite some framework agrees with it within that tolerance (pass or
+kink); tensors where every framework has a note only are counted and capped.
 
 Case-level findings count as in every entry point: an implementation that overwrites its inputs
-or keeps state across calls fails (``check_agreement`` calls it three times a case).
+or keeps state across calls fails (``check_agreement``, tests/helpers/checks.py, calls it three
+times a case).
 
 Nothing is assumed away: a case the candidate declines is rejected and counted as a
 Hypothesis event ("rejected: ..."; see ``--hypothesis-show-statistics``).
 """
+from collections import Counter
+
 import numpy as np
 import pytest
-from hypothesis import currently_in_test_context, event, given, note, reject
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from bpcheck import strategies as bst
-from bpcheck.backends import PythonBackend, Unsupported, load_target
-from bpcheck.compare import describe
+from bpcheck.backends import PythonBackend, load_target
+from bpcheck.classify import NOTES
+from bpcheck.compare import describe, lookup
 from bpcheck.judge import judge
 from bpcheck.spec import DTYPES
-
-
-def check_agreement(case, candidate):
-    """Assert that ``candidate`` passes ``case`` (notes allowed), case-level findings included: inputs
-    overwritten, unknown gradient keys, and state kept across calls (``bpcheck.judge.state_findings``
-    calls the candidate twice more on every case, so that a failure replays the same way); return the
-    Judgement. Raises AssertionError naming each failing row and finding; a case the candidate
-    declines is rejected (Hypothesis's ``reject``)."""
-    try:
-        with np.errstate(all="ignore"):
-            result = candidate.run(case)
-            j = judge(case, result, who=candidate.name, rerun=candidate.run)
-    except Unsupported as exc:
-        event(f"rejected: {str(exc)[:60]}")
-        reject()
-    if currently_in_test_context():
-        note(f"spec: {case.spec}, batch {case.batch}, family {case.meta.get('family')}")
-        event(f"family {case.meta.get('family')}")
-        for n in j.notes:
-            event(f"note: {n['class']}")
-    bad = j.failures + [f for f in j.findings if f["class"] in ("bug", "precision")]
-    assert j.verdict() == "pass", "\n".join(describe(r) if "tensor" in r else r["message"] for r in bad)
-    return j
+from tests.helpers.checks import check_agreement
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -73,21 +56,54 @@ def test_framework_agrees_with_truth(framework, data):
     check_agreement(case, FRAMEWORKS[framework])
 
 
-@given(case=bst.cases(dtypes=["float64"], arrays="seeded"))
-def test_truth_is_corroborated_by_a_framework(case):
-    """A wrong formula in the arbiter would put both frameworks off by O(1) on some tensor."""
+# Rows no framework can corroborate -- each framework's row a note: a documented convention (another
+# formula by design) or a definition not finite in the dtype -- may be at most this share of the rows
+# with a finite truth in one run of the property. Measured (all of them torch's clamped BCE with jax's
+# NaN at a saturated sigmoid, where every backward row of the case is such a row): 1.2% of the rows of
+# 300 cases per dtype drawn as ``bpcheck report`` draws them; in this property's own draws, which
+# cluster (Hypothesis mutates one saturated draw into several), 0 to 30% in ~40 runs of 30 examples
+# (median 0), 0 to 5.6% in runs of 200. Half the rows leaves that tail room and still fails a run
+# where notes stand in for the truth on most tensors.
+NOTES_ONLY_SHARE = 0.5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_truth_is_corroborated_by_a_framework(dtype):
+    """A wrong formula in the arbiter would put both frameworks off by O(1) on some tensor. So on every
+    tensor whose truth is finite, torch or jax agrees with it: class pass, or kink (the other one-sided
+    derivative at a relu input within rounding of 0, which both sides of the truth allow). A note does
+    not corroborate; rows with notes only are counted (Hypothesis events) and capped at
+    ``NOTES_ONLY_SHARE``; a row where a framework is off (bug, precision) and none agrees fails."""
     from bpcheck.engine import _run_oracle
     from bpcheck.truth import exact
-    truth = exact(case)
-    judged = {}
-    for name in FRAMEWORKS:
-        (result,) = _run_oracle(name, [case])
-        with np.errstate(all="ignore"):
-            judged[name] = {(r["layer"], r["tensor"]): r for r in judge(case, result, who=name, truth=truth).rows}
-    for key in judged["torch"]:
-        rows = [judged[name][key] for name in FRAMEWORKS if key in judged[name]]
-        assert any(r["class"] in ("pass", "kink", "convention", "dtype_limit") for r in rows), \
-            "\n".join(describe(r) for r in rows)
+    tally = Counter()
+
+    @given(case=bst.cases(dtypes=[dtype], arrays="seeded"))
+    def corroborated(case):
+        truth = exact(case)
+        judged = {}
+        for name in FRAMEWORKS:
+            (result,) = _run_oracle(name, [case])
+            with np.errstate(all="ignore"):
+                judged[name] = {(r["layer"], r["tensor"]): r for r in judge(case, result, who=name, truth=truth).rows}
+        for key in {**judged["torch"], **judged["jax"]}:
+            t = lookup(truth, *key)
+            if t is None or not np.all(np.isfinite(np.asarray(t, np.float64))):
+                event("truth not finite")
+                continue
+            rows = [judged[name][key] for name in FRAMEWORKS if key in judged[name]]
+            classes = sorted({r["class"] for r in rows})
+            tally["rows"] += 1
+            if any(c in ("pass", "kink") for c in classes):
+                continue
+            assert all(c in NOTES for c in classes), "no framework agrees with the truth:\n" + "\n".join(
+                describe(r) for r in rows)
+            tally["notes only"] += 1
+            event(f"row corroborated only by notes: {', '.join(classes)}")
+
+    corroborated()
+    assert tally["notes only"] <= NOTES_ONLY_SHARE * tally["rows"], (
+        f"{tally['notes only']} of {tally['rows']} rows corroborated only by notes (at most {NOTES_ONLY_SHARE:.0%})")
 
 
 def test_check_agreement_can_fail():

@@ -18,13 +18,11 @@ from bpcheck.backends import PythonBackend
 from bpcheck.generate import generate_cases
 from bpcheck.pool import Candidate, run_cases
 from bpcheck.records import case_from_json, case_to_json
-from bpcheck.report import report_command, write_reports
+from bpcheck.report import report_command
 from bpcheck.spec import LAST_ACTIVATION, schema, validate_case
 from reference.network import backprop as reference_backprop
-
-SMALL = dict(losses=["mse", "softmax_cross_entropy"], activations=["relu", "tanh"])
-META = {"seed": 7, "flags": {"examples": 1, "jobs": 1}, "command": "pytest",
-        "timing": {"run_seconds": 1.0, "wall_seconds": 1.0}}
+from tests.helpers.report import SMALL, build_report, hostile_records, make_record, make_row
+from tests.helpers.report import small_run  # noqa: F401  (a fixture)
 
 
 def strict_json(text):
@@ -39,19 +37,6 @@ def record_validator():
     return jsonschema.Draft202012Validator({**s["$defs"]["record"], "$defs": s["$defs"]})
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    """8 real cases (2 losses x 2 activations x 2 dtypes) judged with the reference."""
-    out = tmp_path_factory.mktemp("run")
-    cases = generate_cases(7, 1, **SMALL)
-    records = run_cases(cases, "reference", out_dir=out, progress=False, oracles=("torch", "jax"))
-    return cases, records, out
-
-
-def build_report(records, out, **kw):
-    return write_reports(records, out, meta=META, **kw)
-
-
 # ---- generation --------------------------------------------------------------
 
 def test_generate_covers_the_grid_every_depth_and_every_edge_family():
@@ -64,7 +49,11 @@ def test_generate_covers_the_grid_every_depth_and_every_edge_family():
     cells = Support().cells(["mse", "binary_cross_entropy"], ["relu", "gelu", "identity"])
     # per dtype: the three activations with mse (hidden and output), one more for BCE's fixed sigmoid
     assert len(edge_grid(cells, ["relu", "gelu", "identity"])) == 2 * (3 + 1)
-    assert len(plain) == 2 * 3 * 2 * 3 and len(edge) == 3 * len(EDGE_FAMILIES) * 8
+    # one round of the grid: the 40% floor asks for 24 edge cases, fewer than one round's 80
+    assert len(plain) == 2 * 3 * 2 * 3 and len(edge) == len(EDGE_FAMILIES) * 8
+    more = generate_cases(3, 3, losses=["mse", "binary_cross_entropy"], activations=["relu", "gelu", "identity"],
+                          edge_share=0.9)      # 9 x 36 = 324 wanted: five rounds
+    assert sum(c.meta["family"] != "plain" for c in more) == 5 * len(EDGE_FAMILIES) * 8
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"c\d{4}-[a-z_]+-[a-z_]+-float(32|64)", c.id) for c in plain)
@@ -401,8 +390,8 @@ def test_report_schema_rejects_a_broken_report(small_run, tmp_path):
 
 
 def test_stats_by_hand(tmp_path):
-    rows = [_row(err, cls) for err, cls in [(1.0, "pass"), (2.0, "pass"), (3.0, "pass"), (100.0, "bug")]]
-    report = build_report([_record("c1", rows)], tmp_path)
+    rows = [make_row(err, cls) for err, cls in [(1.0, "pass"), (2.0, "pass"), (3.0, "pass"), (100.0, "bug")]]
+    report = build_report([make_record("c1", rows)], tmp_path)
     (g,) = [g for g in report["groups"]["summary"] if g["who"] == "mine"]
     assert (g["n"], g["median_u"], g["p99_u"], g["max_u"], g["failures"]) == (4, 2.0, 100.0, 100.0, 1)
     assert g["classes"]["bug"] == 1 and g["classes"]["pass"] == 3
@@ -430,36 +419,6 @@ def test_markdown_and_html_hold_the_tables_and_plots(small_run, tmp_path):
     assert "median error in u over layer × loss</h3>" in page and 'style="background:#' in page
     assert (tmp_path / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
-
-
-HOSTILE = "<script>document.title='pwned'</script>"
-
-
-def _row(err, cls, *, case="c1", activation="tanh", who="mine", dtype="float32", layer=0, tensor="W"):
-    tol = 40.0
-    return {"case": case, "who": who, "dtype": dtype, "loss_fn": "mse", "depth": 1, "layer": layer,
-            "tensor": tensor, "activation": activation, "width": 3, "err_u": err, "rel": err * 2**-24,
-            "error": err * 2**-24, "allowed": tol * 2**-24, "sensitivity": tol * 2**-24,
-            "tol_u": tol, "margin": tol / err if err else float("inf"), "scale": 1.0, "cosine": 1.0,
-            "max_abs": err * 2**-24, "class": cls}
-
-
-def _record(case, rows, status="ok", message=""):
-    return {"case": case, "who": "mine", "status": status, "stage": None if status == "ok" else "candidate",
-            "message": message, "batch": 2, "findings": [], "limits": [], "seconds": 0.1, "meta": {},
-            "spec": {"input_dim": 2, "layers": [{"units": 3, "activation": "tanh"}], "loss": "mse",
-                     "dtype": "float32"},
-            "rows": rows, "oracle_rows": [{**r, "who": o, "class": "pass"} for r in rows for o in ("torch", "jax")]}
-
-
-def hostile_records():
-    """Records whose case ids, activation names and messages try to inject markup."""
-    bad_case = f"c0001-{HOSTILE}"
-    bad_act = '<img src=x onerror="document.title=\'pwned\'">'
-    rows = [_row(1.5, "pass", case=bad_case, activation=bad_act),
-            _row(3e3, "bug", case=bad_case, activation=bad_act, layer=None, tensor="input_grad")]
-    return [_record(bad_case, rows),
-            _record(f"c0002-{HOSTILE}", [], status="error", message=f"raised {HOSTILE} & <b>bold</b>")]
 
 
 def test_every_string_on_the_page_is_escaped(tmp_path):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_report import HOSTILE, build_report, hostile_records, small_run  # noqa: F401
+from tests.helpers.report import HOSTILE, build_report, hostile_records
+from tests.helpers.report import small_run  # noqa: F401  (a fixture)
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (`make browser` installs it)")

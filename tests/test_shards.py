@@ -2,6 +2,10 @@
 report, and the same pool runs on a Dask distributed cluster (a LocalCluster here) with the same
 records as the local run."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -83,3 +87,25 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["report", *SMALL, "--out", str(tmp_path), "--scheduler",
                                        "tcp://127.0.0.1:9"])
     assert result.exit_code == 1 and "cannot reach the Dask scheduler" in result.output
+
+
+def test_the_guard_fails_a_ci_run_that_skips_for_a_missing_module(tmp_path):
+    """tests/conftest.py: under CI (here BPCHECK_REQUIRE_TOOLS=1) a test that ``pytest.importorskip``
+    skips fails the run; without it the same test is a plain skip. ``distributed`` is hidden by a
+    module of that name that cannot be imported."""
+    hidden = tmp_path / "hidden" / "distributed"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'distributed'\", "
+                                        "name='distributed')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "BPCHECK_REQUIRE_TOOLS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(hidden.parent), *filter(None, [env.get("PYTHONPATH")])])
+    test = f"{Path(__file__).resolve()}::test_an_unreachable_scheduler_is_a_clear_error"
+    pytest_ = str(Path(sys.executable).with_name("pytest"))
+
+    def run(**extra):
+        return subprocess.run([pytest_, test, "-p", "no:cacheprovider", "-n", "0", "-rs"], capture_output=True,
+                              text=True, env={**env, **extra}, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    plain, ci = run(), run(BPCHECK_REQUIRE_TOOLS="1")
+    assert plain.returncode == 0 and "could not import 'distributed'" in plain.stdout, plain.stdout[-2000:]
+    assert ci.returncode == 1, ci.stdout[-2000:]
+    assert "1 tests skipped for a missing tool under CI" in ci.stdout, ci.stdout[-2000:]

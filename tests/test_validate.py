@@ -30,9 +30,11 @@ def validate(target=None, exec_command=None, tmp_path=None, no_shrink=False, **o
 def test_correct_numpy_implementation_passes(tmp_path):
     verdict = validate(f"{EXAMPLES / 'numpy_mlp.py'}:backprop", tmp_path=tmp_path)
     assert verdict["exit_code"] == 0, verdict
-    # 18 plain cases, one per cell, and 12 from the edge families: 40% of the run
-    assert verdict["checked"] == verdict["cases"] == 30 and verdict["failed"] == 0 and not verdict["errors"]
-    assert verdict["families"]["plain"] == 18 and len(verdict["families"]) == 9
+    # 18 plain cases, one per cell; the edge grid: per family and dtype, each of the 3 activations with
+    # mse (hidden and output layer) and one case each for softmax and BCE, which fix the output
+    assert verdict["checked"] == verdict["cases"] == 18 + 10 * 2 * (3 + 2) and verdict["failed"] == 0
+    assert not verdict["errors"] and verdict["families"]["plain"] == 18 and len(verdict["families"]) == 11
+    assert all(g["met"] == g["of"] > 0 for g in verdict["coverage"].values()), verdict["coverage"]
     for name in ("index.html", "report.md", "report.json"):
         assert Path(verdict["reports"][name]).is_file()
 
@@ -77,7 +79,8 @@ def test_javascript_implementation_passes_and_skips_what_it_declines(tmp_path):
     verdict = validate(exec_command=f"node {EXAMPLES / 'mlp.js'}", tmp_path=tmp_path)
     assert verdict["exit_code"] == 0, verdict
     assert verdict["name"] == "mlp.js" and verdict["failed"] == 0 and not verdict["errors"]
-    assert verdict["skipped"] == 0 and verdict["checked"] == verdict["cases"] == 20   # gelu left out of the draw
+    # gelu left out of the draw: 12 plain, and per family and dtype 2 activations + softmax + BCE
+    assert verdict["skipped"] == 0 and verdict["checked"] == verdict["cases"] == 12 + 10 * 2 * 4
     assert list(verdict["support"]["declined"]) == ["activation gelu"]
 
 
@@ -98,8 +101,9 @@ def backprop(spec, params, x, y):
     return mlp.backprop(spec, params, x, y)
 """)
     verdict = validate(target, tmp_path=tmp_path)
-    # float32 is probed, declined and left out: 9 float64 cells, 2 plain cases each to reach --min-cases 10
-    assert verdict["exit_code"] == 0 and verdict["skipped"] == 0 and verdict["checked"] == 30, verdict
+    # float32 is probed, declined and left out: 9 float64 cells, 2 plain cases each to reach --min-cases 10,
+    # and one round of the edge grid in float64 (10 families x (3 activations + softmax + BCE))
+    assert verdict["exit_code"] == 0 and verdict["skipped"] == 0 and verdict["checked"] == 18 + 50, verdict
     assert verdict["families"]["plain"] == 18
     assert list(verdict["support"]["declined"]) == ["dtype float32"]
     assert "float64 only" in verdict["support"]["declined"]["dtype float32"]
@@ -147,14 +151,13 @@ def test_an_implementation_that_raises_is_exit_2_with_its_message(tmp_path):
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory):
-    from tests.test_protocol import FAKE
+    from tests.helpers.protocol import FAKE
     path = tmp_path_factory.mktemp("fake") / "fake_mlp.py"
     path.write_text(FAKE)
     return lambda mode: f"{sys.executable} {path} {mode}"
 
 
 @pytest.mark.parametrize("mode, message", [
-    ("hang", "no reply within the timeout of 1 s"),
     ("crash", "Segmentation fault (simulated)"),
     ("garbage", "not a JSON line: 'computing gradients...'"),
     ("wrong-id", "reply for id 'case-that-never-was'"),
@@ -163,15 +166,23 @@ def test_misbehaving_program_is_exit_2_with_a_clear_message(fake, tmp_path, mode
     verdict = validate(exec_command=fake(mode), tmp_path=tmp_path, losses=["mse"], activations=["tanh"],
                        timeout=1.0, min_cases=4)
     assert verdict["exit_code"] == 2 and verdict["checked"] == 0
-    assert len(verdict["errors"]) == verdict["cases"] == 7, verdict         # 4 plain, 3 edge
+    assert len(verdict["errors"]) == verdict["cases"] == 24, verdict     # 4 plain, 2 per edge family
     assert all(message in e["message"] for e in verdict["errors"]), verdict
     assert Path(verdict["reports"]["report.json"]).is_file()          # the run finished and reported
+
+
+def test_a_program_that_hangs_costs_one_timeout_and_a_clear_exit_2(fake, tmp_path):
+    """It hangs in the support probes: one timeout, then exit 2 with the reason -- not one timeout per
+    probe and per case."""
+    verdict = validate(exec_command=fake("hang"), tmp_path=tmp_path, losses=["mse"], activations=["tanh"],
+                       timeout=1.0, min_cases=4)
+    assert verdict["exit_code"] == 2 and "no answer within the timeout of 1 s" in verdict["error"], verdict
 
 
 def test_a_wrong_shape_is_a_discrepancy_not_an_adapter_error(fake, tmp_path):
     verdict = validate(exec_command=fake("bad-shape"), tmp_path=tmp_path, losses=["mse"], activations=["tanh"],
                        min_cases=4, no_shrink=True)
-    assert verdict["exit_code"] == 1 and verdict["failed"] == verdict["checked"] == 7 and not verdict["errors"]
+    assert verdict["exit_code"] == 1 and verdict["failed"] == verdict["checked"] == 24 and not verdict["errors"]
     assert verdict["classes"]["bug"] >= 4
     report = json.loads(Path(verdict["reports"]["report.json"]).read_text())
     assert any("has shape (1,), expected (" in f["description"] for f in report["failures"])

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from bpcheck import strategies as bst
 from bpcheck.backends import PythonBackend
 from tests.meta.zoo import load
-from tests.test_properties import check_agreement
+from tests.helpers.checks import check_agreement
 
 # No shrinking: the meta-test only needs *a* failure; the budget is the profile's.
 FIND_FAILURE = settings(phases=[Phase.generate], database=None, deadline=None)
