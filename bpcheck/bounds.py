@@ -42,6 +42,7 @@ import numpy as np
 from bpcheck import rounding
 
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
+Z_TIMES = ("silu", "gelu", "gelu_tanh")     # z times a function that underflows: z sigma(z), z Phi(z)
 
 
 @dataclass
@@ -158,9 +159,9 @@ def _bounds(case, truth, safety, same_a, ft):
             s_z2 = _through(z[i], np.abs(a_prev) @ absW.T + np.abs(bias[i]),
                             s_a_prev2 @ W2.T, np.sqrt(s_a_prev2) @ absW.T) + local + flush2
             f, d1, d2, rho_f, rho_d = (np.asarray(v, ft) for v in rounding.activation(layer["activation"], z[i]))
-            # an intermediate flushed or subnormal (sigma(z) or Phi(z) in z sigma(z), z Phi(z); 1 / (1 + e^-z)
-            # once e^-z overflows) is off by up to tiny absolutely, and z multiplies it
-            floor = (1 + np.abs(np.asarray(z[i], ft))) * flush
+            # an intermediate flushed or subnormal is off by up to tiny absolutely; in z sigma(z) and
+            # z Phi(z) (silu's 1 / (1 + e^-z) once e^-z overflows) z multiplies it
+            floor = (1 + np.abs(np.asarray(z[i], ft))) * flush if layer["activation"] in Z_TIMES else flush
             rho_f, rho_d = np.maximum(rho_f, floor), np.maximum(rho_d, floor)
             if layer["activation"] in ("relu", "leaky_relu"):       # across the kink, the steeper side
                 d1 = np.where(np.abs(z[i]) <= np.sqrt(s_z2) * u * safety, 1.0, d1)

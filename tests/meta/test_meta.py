@@ -25,11 +25,17 @@ def property_failure(candidate, dtype):
     return str(info.value)
 
 
-# A precision mutant (float32 arithmetic where float64 is asked) is right in a float32 case.
+# float32 arithmetic where float64 is asked is right in a float32 case; in a float64 one it is class
+# precision (relative error ~1e-7), or bug where float32's exp range is passed (the first failing
+# example Hypothesis meets may be either).
+RIGHT_IN = {"bug_float32_compute": "float32"}
+CLASSES = {"bug_float32_compute": ("precision", "bug")}
+
+
 @pytest.mark.parametrize("name, dtype", [(name, dtype) for name in BUGS for dtype in ("float64", "float32")
-                                         if not (load(name).EXPECTED["class"] == "precision" and dtype == "float32")])
+                                         if RIGHT_IN.get(name) != dtype])
 def test_property_check_catches_bug(name, dtype):
     member = load(name)
     message = property_failure(PythonBackend(member.backprop, name), dtype)
     assert f"{name} layer" in message or f"{name} input_grad" in message or f"{name} loss" in message
-    assert f"class {member.EXPECTED['class']}" in message
+    assert any(f"class {c}" in message for c in CLASSES.get(name, (member.EXPECTED["class"],))), message

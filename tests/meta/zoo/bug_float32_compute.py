@@ -9,11 +9,13 @@ from scipy.special import erfc
 
 EXPECTED = {
     "verdict": "fail",
-    "class": "precision",
+    "class": "bug",
     "first_wrong": "activation",
     "equation": "forward",
     "family": "plain",
-    "shows_when": "every float64 case (relative error ~1e-7)",
+    "shows_when": ("every float64 case: relative error ~1e-7 (class precision); past float32's exp range "
+                   "(the exp_overflow families' z of 700-760) 0 or inf, class bug -- the diagnosis shows "
+                   "a bug before a precision loss"),
 }
 
 
