@@ -57,9 +57,11 @@ def probe_case(loss, dtype, hidden=None, last=None, *, depth=None, width=None):
     return Case(spec, params, x, y, id=f"probe-{loss}-{hidden or last}-{dtype}{size}")
 
 
-def _answer(backend, case):
+def _answer(backend, case, retry=True):
     """None if it ran (or failed: not a refusal), else the refusal's message.
-    Raises ``Hung`` when the call failed after its whole timeout (the program's start is not timed)."""
+    Raises ``Hung`` when the call failed after its whole timeout twice running (the program's start
+    is not timed; a first call slowed by a loaded machine or a library's lazy set-up gets a second
+    try in a fresh worker, so a real hang costs two timeouts)."""
     try:
         if hasattr(backend, "start"):
             backend.start()                 # a restart after a crash is not the probe's time
@@ -72,9 +74,11 @@ def _answer(backend, case):
         return str(exc)
     except Exception:  # AdapterError or a bug of the target's: not a refusal, unless it hung
         timeout = getattr(backend, "timeout", None)
+        if timeout and time.monotonic() - begun >= timeout and retry:
+            return _answer(backend, case, retry=False)
         if timeout and time.monotonic() - begun >= timeout:
             raise Hung(f"{getattr(backend, 'name', 'the implementation')} gave no answer within the timeout "
-                       f"of {timeout:g} s to a tiny probe case ({_describe(case)}), so nothing was run: "
+                       f"of {timeout:g} s to a tiny probe case ({_describe(case)}), twice running, so nothing was run: "
                        "it hangs (or is far too slow for --timeout)") from None
         return None
     return None

@@ -56,7 +56,7 @@ def test_a_probe_that_hangs_ends_the_probing_at_once():
             time.sleep(0.01)
     with pytest.raises(Hung, match=r"no answer within the timeout of 0.2 s to a tiny probe case \(1 layer"):
         probe(PythonBackend(hangs, "hangs", timeout=0.2))
-    assert len(calls) == 1                      # not one timeout per probe
+    assert len(calls) == 2          # the same probe retried once (a slow first call), not one per probe
 
 
 def test_a_probe_that_raises_at_once_is_not_a_hang():
@@ -64,6 +64,21 @@ def test_a_probe_that_raises_at_once_is_not_a_hang():
         raise ValueError("broken")
     support = probe(PythonBackend(raises, "raises", timeout=5.0), **CELL)
     assert (support.losses, support.dtypes, support.declined) == (("mse",), ("float64",), {})
+
+
+def test_a_first_probe_slowed_once_is_not_a_hang():
+    """A library's lazy set-up (or a loaded machine) may make the very first call slow: one slow call
+    is retried, and the probing goes on."""
+    main_thread_only()
+    calls = []
+
+    def slow_once(spec, params, x, y):
+        calls.append(spec)
+        if len(calls) == 1:
+            time.sleep(0.5)
+        raise NotImplementedError("no")
+    support = probe(PythonBackend(slow_once, "slow_once", timeout=0.2), **CELL)
+    assert len(calls) > 2 and not support.losses
 
 
 def test_validate_on_a_target_that_never_returns_exits_2_after_one_timeout(tmp_path):
