@@ -20,7 +20,6 @@ from click.testing import CliRunner
 
 from bpcheck.backends import PythonBackend, load_function
 from bpcheck.generate import Support, generate_cases
-from bpcheck.pool import Candidate
 from bpcheck.report import DEFAULT_SEED
 from bpcheck.search import cut_front, judge_case
 from bpcheck.support import Hung, generate_within, n_params, probe, probe_size
@@ -133,38 +132,6 @@ def test_cut_front_keeps_a_case_whose_only_failure_is_a_finding():
 
 
 # ---- OSError from submit on a breaking pool -----------------------------------------------------
-
-def test_oserror_from_submit_is_a_dead_pool_and_loses_no_case(tmp_path, monkeypatch):
-    """ProcessPoolExecutor.submit spawns a replacement worker; if the manager thread has just closed
-    the queues of a broken pool, pickling them raises OSError("handle is closed"), not
-    BrokenProcessPool. That chunk stays queued and runs in the next pool."""
-    from concurrent.futures import Future
-
-    from bpcheck import pool as bpool
-    cases, pools = generate_cases(DEFAULT_SEED, 6, edge_share=0.0, **CELL), []
-
-    class BreakingPool:
-        def __init__(self, *args):
-            self.calls = 0
-            pools.append(self)
-
-        def submit(self, fn, text):
-            self.calls += 1
-            if len(pools) == 1 and self.calls == 2:
-                raise OSError("handle is closed")
-            done = Future()
-            done.set_result([bpool.dumps(bpool._failed(bpool.case_from_json(doc), "fake", "ran"))
-                             for doc in json.loads(text)])
-            return done
-
-        def shutdown(self, wait=True, cancel_futures=False):
-            pass
-    monkeypatch.setattr(bpool, "_start_pool", BreakingPool)
-    records = bpool.run_cases(cases, Candidate("mine.py:backprop", isolate=False), out_dir=tmp_path, jobs=2,
-                              chunk=1, progress=False)
-    assert [r["case"] for r in records] == [c.id for c in cases] and len(pools) == 2
-    assert all(r["message"] == "ran" for r in records)
-
 
 # ---- an implementation that declines big networks -----------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Every expected value here is worked out by hand in the test — closed-form, as
 the tutorial derives it — never copied from the reference's output. Where a
-tutorial slips (see /work/shared/seeds/README.md) the test says so and checks
+tutorial slips (its equations have known typos) the test says so and checks
 the corrected form.
 
 Tutorials (column-vector notation; the reference is batch-major, the transpose):
