@@ -35,9 +35,9 @@ import math
 
 import numpy as np
 
+from bpcheck import rounding
 from bpcheck.bounds import UNIT_ROUNDOFF
 from bpcheck.compare import SAFETY, TOLERANCE, allowed_error, lookup, metrics
-from bpcheck.rounding import norm2
 
 REAL = ("bug", "precision")            # classes that fail a run
 NOTES = ("dtype_limit", "kink", "convention")   # classes that are reported, not failed (unless --strict)
@@ -45,45 +45,16 @@ CLASSES = ("pass",) + NOTES + REAL
 MAX_ENUMERATED = 10
 KINKED = {"relu": (0.0, 1.0), "leaky_relu": (0.01, 1.0)}   # the two one-sided derivatives
 
-# Documented framework conventions: how the arbiter evaluates each, and where it is documented.
-# A framework's conventions also hold together (torch's softplus cut-over in a hidden layer and its
-# BCE clamp at the output), so each framework's applicable set is tried at once as well.
-def _swap(old, new):
-    return lambda spec: {**spec, "layers": [{**l, "activation": new if l["activation"] == old else l["activation"]}
-                                            for l in spec["layers"]]}
-
-
-CONVENTIONS = (
-    {"name": "gelu evaluated as its tanh approximation", "framework": "jax",
-     "applies": lambda spec: any(l["activation"] == "gelu" for l in spec["layers"]),
-     "spec": _swap("gelu", "gelu_tanh"),
-     "source": "jax.nn.gelu defaults to approximate=True "
-               "(https://docs.jax.dev/en/latest/_autosummary/jax.nn.gelu.html)"},
-    {"name": "softplus with PyTorch's linear cut-over (z for z > 20)", "framework": "torch",
-     "applies": lambda spec: any(l["activation"] == "softplus" for l in spec["layers"]),
-     "spec": _swap("softplus", "softplus@torch"),
-     "source": "torch.nn.functional.softplus(beta=1, threshold=20) "
-               "(https://docs.pytorch.org/docs/stable/generated/torch.nn.Softplus.html)"},
-    {"name": "binary cross-entropy with PyTorch's clamp (log >= -100; backward divides by max(a(1-a), 1e-12))",
-     "framework": "torch",
-     "applies": lambda spec: spec["loss"] == "binary_cross_entropy",
-     "spec": lambda spec: {**spec, "loss": "binary_cross_entropy@torch"},
-     "rounded_a": lambda case, truth, radius: _bce_clamp_rounded_a(case, truth, radius),
-     "source": "torch.nn.BCELoss (https://docs.pytorch.org/docs/stable/generated/torch.nn.BCELoss.html) and "
-               "binary_cross_entropy_backward in aten/src/ATen/native/Loss.cpp"},
-)
-
 
 def _bce_clamp_rounded_a(case, truth, radius):
     """How far torch's clamped BCE output delta, (a - y) / max(a (1 - a), 1e-12) / n times sigmoid' =
     a (1 - a), moves when the output a moves within ``radius`` (the forward error a correct
     sigmoid may make, absolute): the largest change over a - radius, a + radius, and 1 or 0 where
     a may round there (the product is then 0); and how far its loss moves where a or 1 - a may
-    round to 0 (its log then clamped at -100). Returns {"delta": per-entry magnitudes, "loss": a float}. Where the clamp binds the two a (1 - a) no
-    longer cancel, so a's own rounding moves this formula by up to ~u / (1 - a) relative, which
+    round to 0 (its log then clamped at -100). Returns {"delta": per-entry magnitudes, "loss": a
+    float}. Where the clamp binds the two a (1 - a) no longer cancel, so a's own rounding moves this formula by up to ~u / (1 - a) relative, which
     the definition's cancelling bound does not model: this change, not a wider bound, is what
     the convention's tolerance adds."""
-    from bpcheck import rounding
     n = len(case.spec["layers"]) - 1
     z = np.asarray(truth["pre_activations"][f"layers.{n}"], np.float64)
     a = np.asarray(truth["activations"][f"layers.{n}"], np.float64)
@@ -113,6 +84,35 @@ def _bce_clamp_rounded_a(case, truth, radius):
                 + np.sum(np.where(na <= radius + tiny, (1 - y) * (np.maximum(log_na, -100.0) + 100.0), 0.0))
                 ) / y.size
     return {"delta": np.nan_to_num(worst, nan=np.inf), "loss": float(abs(loss))}
+
+
+# Documented framework conventions: how the arbiter evaluates each, and where it is documented.
+# A framework's conventions also hold together (torch's softplus cut-over in a hidden layer and its
+# BCE clamp at the output), so each framework's applicable set is tried at once as well.
+def _swap(old, new):
+    return lambda spec: {**spec, "layers": [{**l, "activation": new if l["activation"] == old else l["activation"]}
+                                            for l in spec["layers"]]}
+
+
+CONVENTIONS = (
+    {"name": "gelu evaluated as its tanh approximation", "framework": "jax",
+     "applies": lambda spec: any(l["activation"] == "gelu" for l in spec["layers"]),
+     "spec": _swap("gelu", "gelu_tanh"),
+     "source": "jax.nn.gelu defaults to approximate=True "
+               "(https://docs.jax.dev/en/latest/_autosummary/jax.nn.gelu.html)"},
+    {"name": "softplus with PyTorch's linear cut-over (z for z > 20)", "framework": "torch",
+     "applies": lambda spec: any(l["activation"] == "softplus" for l in spec["layers"]),
+     "spec": _swap("softplus", "softplus@torch"),
+     "source": "torch.nn.functional.softplus(beta=1, threshold=20) "
+               "(https://docs.pytorch.org/docs/stable/generated/torch.nn.Softplus.html)"},
+    {"name": "binary cross-entropy with PyTorch's clamp (log >= -100; backward divides by max(a(1-a), 1e-12))",
+     "framework": "torch",
+     "applies": lambda spec: spec["loss"] == "binary_cross_entropy",
+     "spec": lambda spec: {**spec, "loss": "binary_cross_entropy@torch"},
+     "rounded_a": _bce_clamp_rounded_a,
+     "source": "torch.nn.BCELoss (https://docs.pytorch.org/docs/stable/generated/torch.nn.BCELoss.html) and "
+               "binary_cross_entropy_backward in aten/src/ATen/native/Loss.cpp"},
+)
 
 
 def convention_sets(spec):
@@ -209,14 +209,9 @@ def kink_entries(case, truth, bounds):
 def kink_truth(case, truth, flips):
     """The truth with the other one-sided derivative at ``flips`` [(layer, row, unit)]: truth plus
     the change that makes in BP1-BP4, computed in float64 (exact values, exact difference in form)."""
-    from bpcheck import rounding
-    spec, n = case.spec, len(case.spec["layers"])
-    W = [np.asarray(case.params[f"layers.{i}.W"], np.float64) for i in range(n)]
-    a = [np.asarray(case.x, np.float64)] + [np.asarray(truth["activations"][f"layers.{i}"], np.float64)
-                                             for i in range(n)]
-    z = [np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64) for i in range(n)]
+    spec = case.spec
+    W, a, z, base = _network(case, truth)
     G = rounding.loss(spec["loss"], a[-1], case.y, z[-1]).G
-    base = [rounding.activation(layer["activation"], z[i])[1] for i, layer in enumerate(spec["layers"])]
     other = [d.copy() for d in base]
     for i, b, j in flips:
         left, right = KINKED[spec["layers"][i]["activation"]]
@@ -234,23 +229,29 @@ def _moved(change, row):
     if row["tensor"] == "loss":
         return change.get("loss", 0.0)
     value = None if row["tensor"] == "activation" else lookup(change, row["layer"], row["tensor"])
-    return 0.0 if value is None else norm2(np.ravel(value))
+    return 0.0 if value is None else rounding.norm2(np.ravel(value))
 
 
 def _propagate(case, truth, output_delta):
     """A bound on how far a change of the output layer's delta (magnitudes, ``output_delta``) moves
     every delta, dC/db, dC/dW and the input gradient through BP2-BP4: the same recursion in
     absolute values (float64), keyed like a result."""
-    from bpcheck import rounding
-    spec, n = case.spec, len(case.spec["layers"])
-    W = [np.abs(np.asarray(case.params[f"layers.{i}.W"], np.float64)) for i in range(n)]
-    a = [np.abs(np.asarray(case.x, np.float64))] + [np.abs(np.asarray(truth["activations"][f"layers.{i}"],
-                                                                      np.float64)) for i in range(n)]
-    derivs = [np.abs(rounding.activation(layer["activation"],
-                                         np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64))[1])
-              for i, layer in enumerate(spec["layers"])]
+    W, a, _, derivs = _network(case, truth)
     derivs[-1] = np.ones_like(derivs[-1])
-    return _backward(np.abs(output_delta), W, a, derivs)
+    return _backward(np.abs(output_delta), [np.abs(w) for w in W], [np.abs(v) for v in a],
+                     [np.abs(d) for d in derivs])
+
+
+def _network(case, truth):
+    """``(W, a, z, f'(z))`` per layer in float64 from the case and the exact values; ``a`` starts
+    with x, so a[i] feeds layer i."""
+    n = len(case.spec["layers"])
+    W = [np.asarray(case.params[f"layers.{i}.W"], np.float64) for i in range(n)]
+    a = [np.asarray(case.x, np.float64)] + [np.asarray(truth["activations"][f"layers.{i}"], np.float64)
+                                             for i in range(n)]
+    z = [np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64) for i in range(n)]
+    derivs = [rounding.activation(layer["activation"], z[i])[1] for i, layer in enumerate(case.spec["layers"])]
+    return W, a, z, derivs
 
 
 def _backward(G, W, a, derivs):
@@ -321,6 +322,8 @@ def _conventions(case, result, evaluate, bounds, failing):
     if not failing:
         return
     best = None
+    last = len(case.spec["layers"]) - 1
+    radius = SAFETY * UNIT_ROUNDOFF[case.spec["dtype"]] * np.asarray(bounds.scale[(last, "activation")])
     for conventions in convention_sets(case.spec):
         spec = case.spec
         for convention in conventions:
@@ -330,8 +333,6 @@ def _conventions(case, result, evaluate, bounds, failing):
         except (ValueError, KeyError, ArithmeticError):
             continue
         allowed = None
-        n = len(case.spec["layers"]) - 1
-        radius = SAFETY * UNIT_ROUNDOFF[case.spec["dtype"]] * np.asarray(bounds.scale[(n, "activation")])
         moved = [c["rounded_a"](case, alt, radius) for c in conventions if "rounded_a" in c]
         if moved:
             shift = _propagate(case, alt, sum(m["delta"] for m in moved))

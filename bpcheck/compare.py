@@ -107,12 +107,17 @@ def metrics(g, g_star, allowed, scale_norm=0.0):
     }
 
 
+def underflow_floor(dtype, size):
+    """The dtype's smallest normal number per entry, as a 2-norm: what flushed subnormals may move."""
+    return float(np.finfo(dtype).tiny) * math.sqrt(max(size, 1))
+
+
 def allowed_error(bounds, layer, tensor, dtype, size, *, u=None, truth_norm=0.0):
     """SAFETY u ||s|| plus the underflow floor, for one tensor (``u`` overrides the dtype's). Where
     that bound is not finite (or NaN): CAP ||g*|| plus the floor (``truth_norm`` = ||g*||; the floor
     alone where it is not given). Never infinite, never NaN."""
     u = UNIT_ROUNDOFF[dtype] if u is None else u
-    floor = float(np.finfo(dtype).tiny) * math.sqrt(max(size, 1))
+    floor = underflow_floor(dtype, size)
     scale = bounds.norm(layer, tensor)
     bound = SAFETY * u * (math.inf if math.isnan(scale) else scale)
     if math.isfinite(bound):
@@ -126,8 +131,7 @@ def row(case, who, layer, tensor, g, t, bounds):
     u = UNIT_ROUNDOFF[dtype]
     truth_norm = norm2(np.asarray(t, np.float64).ravel())
     allowed = allowed_error(bounds, layer, tensor, dtype, np.size(t), truth_norm=truth_norm)
-    floor = float(np.finfo(dtype).tiny) * math.sqrt(max(np.size(t), 1))
-    s_norm = max(min(bounds.norm(layer, tensor) * u, allowed), floor)   # stands in for a zero ||g*||
+    s_norm = max(min(bounds.norm(layer, tensor) * u, allowed), underflow_floor(dtype, np.size(t)))  # for ||g*|| = 0
     m = metrics(g, t, allowed, s_norm)
     denom = m.pop("denom")
     r = {"case": case.id, "who": who, "dtype": dtype, "loss_fn": spec["loss"], "depth": len(spec["layers"]),

@@ -124,8 +124,9 @@ def edge_grid(cells, pool):
     activation in turn."""
     out = []
     for dtype in dict.fromkeys(c[2] for c in cells):
-        free = [l for l in dict.fromkeys(c[0] for c in cells if c[2] == dtype) if l not in LAST_ACTIVATION]
-        fixed = [l for l in dict.fromkeys(c[0] for c in cells if c[2] == dtype) if l in LAST_ACTIVATION]
+        losses_here = list(dict.fromkeys(c[0] for c in cells if c[2] == dtype))
+        free = [l for l in losses_here if l not in LAST_ACTIVATION]
+        fixed = [l for l in losses_here if l in LAST_ACTIVATION]
         acts = [a for a in pool if any(c[1] == a and c[2] == dtype for c in cells)]
         for k, act in enumerate(acts):
             losses = free or fixed

@@ -31,7 +31,9 @@ import numpy as np
 from bpcheck.bounds import running_bounds
 from bpcheck.classify import NOTES, REAL, classify
 from bpcheck.compare import SAFETY, allowed_error, compare, lookup, tensors
+from bpcheck.diagnose import first_divergence
 from bpcheck.rounding import norm2
+from bpcheck.spec import Case
 from bpcheck.truth import exact
 
 RERUN_WHEN = ("always", "failing")
@@ -130,7 +132,6 @@ def other_values(case):
     summation, so a stateless correct implementation passes ``case``'s judgement with
     ``back(result_b)``: no arbiter call is needed. Raises nothing for a valid case.
     """
-    from bpcheck.spec import Case
     spec = case.spec
     rows = _shift(case.batch)
     units = [_shift(spec["input_dim"])] + [_shift(layer["units"]) for layer in spec["layers"]]
@@ -215,7 +216,6 @@ def state_findings(case, result, rerun, *, truth, bounds, rows, who="candidate",
         return [found]
     if any(r["class"] in REAL for r in rows):
         return []
-    from bpcheck.diagnose import first_divergence
     with np.errstate(all="ignore"):
         jb = judge(case, back(result_b), who=who, truth=truth, bounds=bounds, conventions=conventions)
     first = first_divergence(jb.failures)

@@ -69,6 +69,11 @@ def param_shapes(spec):
     return shapes
 
 
+def n_params(spec):
+    """The number of parameters (every W and b entry) of a network."""
+    return sum(int(np.prod(shape)) for shape in param_shapes(spec).values())
+
+
 def y_shape(spec, batch):
     if spec["loss"] == "softmax_cross_entropy":
         return (batch,)

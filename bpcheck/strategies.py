@@ -41,7 +41,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from bpcheck import rounding
-from bpcheck.spec import ACTIVATIONS, DTYPES, LAST_ACTIVATION, LOSSES, Case, param_shapes
+from bpcheck.spec import ACTIVATIONS, DTYPES, LAST_ACTIVATION, LOSSES, Case, n_params, param_shapes
 
 FAMILIES = ("plain", "zero_kinks", "exp_overflow", "exp_overflow_neg", "saturated", "saturated_neg",
             "one_unit", "square", "batch1", "wide_batch", "zero_x")
@@ -49,6 +49,7 @@ EDGE_FAMILIES = FAMILIES[1:]
 EDGE_SHARE = 0.4
 # Families that fix shapes; the others only change values (and can follow any spec strategy).
 SHAPE_FAMILIES = ("one_unit", "square", "batch1", "wide_batch")
+MAX_WIDTH = 16          # the widest layer drawn (draw_spec's default max_width)
 OVERFLOW_Z = {"float32": (85.0, 110.0), "float64": (700.0, 760.0)}
 SATURATED_Z = {"float32": (8.0, 40.0), "float64": (8.0, 40.0)}
 # family -> (sign, |z| range per dtype) of its target layers
@@ -61,12 +62,18 @@ SOFTMAX_SPAN = {"float32": (104.5, 110.0), "float64": (746.0, 760.0)}
 # its target layers have units on both sides): e^z overflows, e^z underflows to 0, e^2z overflows
 # (tanh as (e^2z - 1)/(e^2z + 1)), 1 + e^-z rounds to 1 (1 - sigmoid = 0), and in float64 the
 # float32-derived cut-over -log(eps32) of a softplus written for float32
-THRESHOLDS = {
-    "float32": {"exp overflows": 88.72, "exp underflows to 0": 103.97, "exp(2z) overflows": 44.36,
-                "1 + exp(-z) rounds to 1": 16.64},
-    "float64": {"exp overflows": 709.78, "exp underflows to 0": 745.13, "exp(2z) overflows": 354.89,
-                "1 + exp(-z) rounds to 1": 36.74, "float32's -log(eps)": 15.94},
-}
+def _thresholds(dtype):
+    info = np.finfo(dtype)
+    out = {"exp overflows": math.log(float(info.max)),                          # 88.72 / 709.78
+           "exp underflows to 0": -(math.log(float(info.smallest_subnormal)) - math.log(2)),  # 103.97 / 745.13
+           "exp(2z) overflows": math.log(float(info.max)) / 2,                  # 44.36 / 354.89
+           "1 + exp(-z) rounds to 1": -math.log(float(info.eps) / 2)}           # 16.64 / 36.74
+    if dtype == "float64":
+        out["float32's -log(eps)"] = -math.log(float(np.finfo(np.float32).eps))  # 15.94
+    return out
+
+
+THRESHOLDS = {dtype: _thresholds(dtype) for dtype in DTYPES}
 
 
 # ---- drivers -------------------------------------------------------------------
@@ -122,7 +129,7 @@ class HypothesisDraws(Draws):
 # ---- the recipe ----------------------------------------------------------------
 
 def draw_spec(d, family="plain", *, activations=ACTIVATIONS, losses=LOSSES, dtypes=DTYPES,
-              min_depth=1, max_depth=6, max_width=16, force=None, hidden=None, last=None, max_params=None):
+              min_depth=1, max_depth=6, max_width=MAX_WIDTH, force=None, hidden=None, last=None, max_params=None):
     """A valid spec for ``family``: depth, widths, activations, a loss and its required last activation.
     ``force``: an activation put on at least one layer that can take it; ``hidden``: an activation
     put on the first layer (when depth >= 2); ``last``: the output layer's activation, where the
@@ -161,11 +168,8 @@ def draw_spec(d, family="plain", *, activations=ACTIVATIONS, losses=LOSSES, dtyp
 def _narrowed(spec, max_params, lo_width):
     """``spec`` with its widest layers (input included) narrowed until it has at most ``max_params``
     parameters: a square spec stays square, a softmax output keeps two units."""
-    def size():
-        widths = [spec["input_dim"]] + [layer["units"] for layer in spec["layers"]]
-        return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
     square = len({spec["input_dim"], *(layer["units"] for layer in spec["layers"])}) == 1
-    while size() > max_params:
+    while n_params(spec) > max_params:
         if square:
             if spec["input_dim"] <= 2:
                 break
@@ -330,7 +334,7 @@ def pick_family(d, edge_share=EDGE_SHARE, families=EDGE_FAMILIES):
 # ---- Hypothesis strategies -------------------------------------------------------
 
 def specs(*, activations=ACTIVATIONS, losses=LOSSES, dtypes=DTYPES, min_depth=1, max_depth=6,
-          max_width=16, family="plain"):
+          max_width=MAX_WIDTH, family="plain"):
     """A Hypothesis strategy for valid specs of ``family``."""
     from hypothesis import strategies as st
 

@@ -13,17 +13,17 @@ hang on every case).
 Sizes too (``probe_size``): a network with as many parameters as the largest the
 run can draw, and when that is declined, the largest accepted by a binary search
 over widths; the run then draws only networks within that many parameters
-(``generate_within``).
+(``generate.generate_cases(max_params=...)``).
 """
 import time
 
 import numpy as np
 
 from bpcheck.backends import AdapterError, Unsupported
-from bpcheck.generate import Support, generate_cases
-from bpcheck.spec import ACTIVATIONS, DTYPES, LAST_ACTIVATION, LOSSES, Case, param_shapes
+from bpcheck.generate import Support
+from bpcheck.strategies import MAX_WIDTH
+from bpcheck.spec import ACTIVATIONS, DTYPES, LAST_ACTIVATION, LOSSES, Case, n_params, param_shapes
 
-MAX_WIDTH = 16        # the widest layer bpcheck.strategies draws (draw_spec's max_width)
 
 
 class Hung(AdapterError):
@@ -74,13 +74,13 @@ def _answer(backend, case, retry=True):
         return str(exc)
     except Exception:  # AdapterError or a bug of the target's: not a refusal, unless it hung
         timeout = getattr(backend, "timeout", None)
-        if timeout and time.monotonic() - begun >= timeout and retry:
+        if not timeout or time.monotonic() - begun < timeout:
+            return None
+        if retry:
             return _answer(backend, case, retry=False)
-        if timeout and time.monotonic() - begun >= timeout:
-            raise Hung(f"{getattr(backend, 'name', 'the implementation')} gave no answer within the timeout "
-                       f"of {timeout:g} s to a tiny probe case ({_describe(case)}), twice running, so nothing was run: "
-                       "it hangs (or is far too slow for --timeout)") from None
-        return None
+        raise Hung(f"{getattr(backend, 'name', 'the implementation')} gave no answer within the timeout "
+                   f"of {timeout:g} s to a tiny probe case ({_describe(case)}), twice running, so nothing "
+                   "was run: it hangs (or is far too slow for --timeout)") from None
     return None
 
 
@@ -128,11 +128,6 @@ def probe(backend, *, losses=LOSSES, activations=ACTIVATIONS, dtypes=DTYPES):
     return Support(tuple(ok["activations"]), tuple(ok["losses"]), tuple(ok["dtypes"]), declined)
 
 
-def n_params(spec):
-    """The number of parameters (every W and b entry) of a network."""
-    return sum(int(np.prod(shape)) for shape in param_shapes(spec).values())
-
-
 def probe_size(backend, support, max_depth):
     """``(max_params, message)``: the largest network to draw, in parameters, and why; ``(None, None)``
     when the implementation takes a network as large as the largest the run draws (``max_depth``
@@ -162,9 +157,3 @@ def probe_size(backend, support, max_depth):
     largest = n_params(sized(lo).spec) if lo > 1 else n_params(probe_case(loss, dtype, hidden=last).spec)
     return largest, (f"declined a network of {n_params(declined.spec)} parameters "
                      f"({_describe(declined)}): {why}")
-
-
-def generate_within(seed, examples, *, max_params=None, start=0, **grid):
-    """``bpcheck.generate.generate_cases`` with every network narrowed to at most ``max_params``
-    parameters (as drawn when None): the same cells, families and ids."""
-    return generate_cases(seed, examples, start=start, max_params=max_params, **grid)

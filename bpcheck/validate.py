@@ -33,6 +33,7 @@ import click
 
 from bpcheck.classify import NOTES, REAL
 from bpcheck.generate import coverage as edge_coverage
+from bpcheck.generate import examples_for, generate_cases
 from bpcheck.report import DEFAULT_SEED, _choices  # same flags, same cases as `bpcheck report`
 from bpcheck.signals import EXIT_INTERRUPTED, Interrupted
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
@@ -144,8 +145,7 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
     implementation declines larger ones: the smaller of the two)."""
     from bpcheck import strategies as bst
     from bpcheck.backends import AdapterError
-    from bpcheck.generate import examples_for
-    from bpcheck.support import Hung, generate_within, probe, probe_size
+    from bpcheck.support import Hung, probe, probe_size
     out_dir = Path(out_dir)
     edge_share = bst.EDGE_SHARE if edge_share is None else edge_share
     options = {"examples": examples, "seed": seed, "dtypes": dtypes or list(DTYPES),
@@ -177,7 +177,7 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
         grid = dict(losses=options["losses"], activations=options["activations"], dtypes=options["dtypes"],
                     max_depth=max_depth, edge_share=edge_share, support=support,
                     max_params=options["max_params"])
-        cases = generate_within(seed, per_cell, **grid)
+        cases = generate_cases(seed, per_cell, **grid)
         clock.append(time.perf_counter())
         first_failure = []
 
@@ -224,9 +224,7 @@ def run_validate(target=None, exec_command=None, *, examples=1, seed=DEFAULT_SEE
 def _run_all(cases, candidate, run, grid, *, seed, per_cell, cells, min_cases, resume):
     """Judge ``cases`` (appending to ``cases``), then top up while declined draws leave fewer than
     ``min_cases`` checked: deterministic, so ``resume`` re-derives the same sequence."""
-    from bpcheck.generate import examples_for
     from bpcheck.pool import run_cases
-    from bpcheck.support import generate_within
     records = run_cases(cases, candidate, resume=resume, **run)
     drawn = per_cell
     for _ in range(TOP_UP_ROUNDS):           # declined combinations: draw more, within support
@@ -240,7 +238,7 @@ def _run_all(cases, candidate, run, grid, *, seed, per_cell, cells, min_cases, r
                    int(room // per_example))
         if more < 1:
             break
-        cases += generate_within(seed, more, start=drawn, **grid)
+        cases += generate_cases(seed, more, start=drawn, **grid)
         drawn += more
         records = run_cases(cases, candidate, resume=True, **run)
     return records

@@ -22,7 +22,8 @@ from bpcheck.backends import PythonBackend, load_function
 from bpcheck.generate import Support, generate_cases
 from bpcheck.report import DEFAULT_SEED
 from bpcheck.search import cut_front, judge_case
-from bpcheck.support import Hung, generate_within, n_params, probe, probe_size
+from bpcheck.spec import n_params
+from bpcheck.support import Hung, probe, probe_size
 from bpcheck.validate import run_validate, validate_command
 from bpcheck.verdict import verdict_text
 
@@ -146,11 +147,12 @@ def test_probe_size_finds_the_largest_width_taken():
     assert probe_size(correct, Support(), max_depth=6) == (None, None)
 
 
-def test_generate_within_keeps_only_networks_that_fit_and_continues_with_new_ids():
+def test_max_params_draws_only_networks_that_fit_and_continues_with_new_ids():
     grid = dict(losses=["mse", "softmax_cross_entropy"], activations=["tanh", "relu"], dtypes=["float64"],
                 max_depth=6)
-    assert [c.id for c in generate_within(3, 2, **grid)] == [c.id for c in generate_cases(3, 2, **grid)]
-    first, more = generate_within(3, 2, max_params=100, **grid), generate_within(3, 2, max_params=100, start=2, **grid)
+    assert max(n_params(c.spec) for c in generate_cases(3, 2, **grid)) > 100     # the limit bites
+    first = generate_cases(3, 2, max_params=100, **grid)
+    more = generate_cases(3, 2, max_params=100, start=2, **grid)
     assert first and more and all(n_params(c.spec) <= 100 for c in first + more)
     assert len({c.id for c in first + more}) == len(first + more)
     assert {len(c.spec["layers"]) for c in first} >= {1, 2, 3}
