@@ -1,0 +1,171 @@
+"""Check one op: every edge family of its record, in both dtypes, judged against the certified truth.
+
+``check_op(op, candidate)`` draws the covering set (``bpcheck.ops.cases.cases``: every family x dtype x
+``per_family`` cases, so each edge region is visited on every run), computes each case's truth and
+rounding bound, runs the candidate and judges it (``bpcheck.ops.judge``). On a failure it shrinks the
+smallest failing case with the record's shrink rules (fewer rows, features, channels, smaller windows)
+while the same tensor stays wrong, and says which tensor, which entries, by how much against the
+tolerance, and the hints. ``assert_op`` raises ``AssertionError`` with that diagnosis (pytest-friendly).
+"""
+import time
+from dataclasses import dataclass, field
+
+from bpcheck import ops
+from bpcheck.ops import candidates as cand
+from bpcheck.ops.cases import cases, save, with_draw
+from bpcheck.ops.exact import bound, truth
+from bpcheck.ops.judge import judge
+from bpcheck.ops.record import Draw
+
+__all__ = ["check_op", "assert_op", "OpReport", "judge_case", "as_candidate"]
+
+SHRINK_TRIES = 200
+
+
+@dataclass
+class OpReport:
+    op: str
+    candidate: str
+    cases: int = 0
+    failures: int = 0
+    notes: dict = field(default_factory=dict)         # class -> count (tie)
+    coverage: dict = field(default_factory=dict)      # (family, dtype) -> cases judged
+    first: dict = None                                # the shrunk failing case: case, rows, class
+    seconds: float = 0.0
+
+    @property
+    def verdict(self):
+        return "fail" if self.failures else "pass"
+
+    def summary(self):
+        met = sum(1 for v in self.coverage.values() if v)
+        missed = sorted({f for (f, _), v in self.coverage.items() if not v})
+        head = (f"bpcheck op {self.op}: {self.verdict.upper()} -- {self.candidate}: {self.cases} cases, "
+                f"{self.failures} failing; {met}/{len(self.coverage)} (family x dtype) cells met"
+                f" in {self.seconds:.1f} s")
+        if missed:
+            head += "\n  families not judged (every case declined): " + ", ".join(missed)
+        if self.notes:
+            head += "; notes: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.notes.items()))
+        return head if self.first is None else head + "\n" + diagnosis(self.first)
+
+
+def diagnosis(first):
+    """Plain words for a failing case: the case, then each wrong tensor with entries and hints."""
+    case, rows = first["case"], first["rows"]
+    lines = [f"smallest failing case: {case.describe()}"]
+    for r in rows:
+        if r["status"] != "bug":
+            continue
+        if "error" not in r:
+            lines.append(f"  {r['tensor']}: {r['message']}")
+            continue
+        lines.append(f"  {r['tensor']}: wrong -- error {r['err_u']:.3g} u against a tolerance of {r['tol_u']:.3g} u"
+                     f" (scale {r['scale']:.4g}, cosine {r['cosine']:.4g})")
+        for idx, got, want in r["entries"]:
+            lines.append(f"    at {idx}: got {got:.9g}, expected {want:.9g}")
+        for h in r.get("hints", []):
+            lines.append(f"    hint: {h}")
+    return "\n".join(lines)
+
+
+def as_candidate(*, layers=None, torch=None, jax=None, candidate=None, name=None, extended=False):
+    """One Candidate from exactly one of the ways in."""
+    given = [x for x in (layers, torch, jax, candidate) if x is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of layers=, torch=, jax= or candidate=")
+    if candidate is not None:
+        return candidate
+    if layers is not None:
+        return cand.cs231n(layers, name, extended)
+    return cand.torch_function(torch, name) if torch is not None else cand.jax_function(jax, name)
+
+
+def judge_case(op, candidate, case):
+    """(rows, class) of one case: truth, bound, the candidate's run, the judgement."""
+    t, b = truth(op, case), bound(op, case)
+    try:
+        result = candidate.run(op, case)
+    except cand.Unsupported as exc:
+        return [{"tensor": "call", "status": "unsupported", "message": str(exc)}], "unsupported"
+    except cand.CandidateError as exc:
+        return [{"tensor": "call", "status": "bug", "message": str(exc)}], "bug"
+    return judge(op, case, result, t, b)
+
+
+def _first_bug(rows):
+    return next((r["tensor"] for r in rows if r["status"] == "bug"), None)
+
+
+def _shrink(op, candidate, case, rows):
+    """Greedy: take the first smaller draw on which the same tensor is still wrong, until none is."""
+    if op.shrink is None:
+        return case, rows
+    target, tries = _first_bug(rows), 0
+    improved = True
+    while improved and tries < SHRINK_TRIES:
+        improved = False
+        draw = Draw(case.inputs, case.constants, case.hyper)
+        for smaller in op.shrink(draw):
+            tries += 1
+            trial = with_draw(op, case, smaller)
+            try:
+                trial_rows, cls = judge_case(op, candidate, trial)
+            except (ArithmeticError, ValueError, IndexError):
+                continue
+            if cls == "bug" and _first_bug(trial_rows) == target:
+                case, rows, improved = trial, trial_rows, True
+                break
+            if tries >= SHRINK_TRIES:
+                break
+    return case, rows
+
+
+def check_op(op, *, layers=None, torch=None, jax=None, candidate=None, name=None, extended=False,
+             dtypes=("float32", "float64"), per_family=4, seed=0, shrink=True, save_to=None):
+    """Judge a candidate for ``op`` (a name or a record) on the covering set of its families.
+
+    Exactly one of: ``layers`` (a CS231n-style module or its path), ``torch`` (a callable on tensors,
+    ``torch.autograd.Function.apply`` included), ``jax`` (a function on JAX arrays, ``jax.custom_vjp``
+    included), ``candidate`` (a ``bpcheck.ops.candidates.Candidate``). Returns an ``OpReport``; with
+    ``save_to`` (a path without suffix) the shrunk failing case is saved there (.json + .npz).
+    ``extended``: the layers module takes the contract's extensions (docs/layers_contract.md).
+    Cases the candidate declines (``Unsupported``) are counted in ``notes``, never judged.
+    Raises ValueError for an unknown op or a malformed way in.
+    """
+    op = ops.get(op) if isinstance(op, str) else op
+    who = as_candidate(layers=layers, torch=torch, jax=jax, candidate=candidate, name=name, extended=extended)
+    report = OpReport(op.name, who.name)
+    start = time.perf_counter()
+    failing = []
+    for case in cases(op, dtypes, per_family, seed):
+        rows, cls = judge_case(op, who, case)
+        report.coverage.setdefault((case.family, case.dtype), 0)
+        if cls == "unsupported":
+            report.notes[cls] = report.notes.get(cls, 0) + 1
+            continue
+        report.cases += 1
+        report.coverage[(case.family, case.dtype)] += 1
+        if cls == "bug":
+            report.failures += 1
+            failing.append((case.size, len(failing), case, rows))
+        elif cls != "pass":
+            report.notes[cls] = report.notes.get(cls, 0) + 1
+    if failing:
+        _, _, case, rows = min(failing, key=lambda f: f[:2])
+        if shrink:
+            case, rows = _shrink(op, who, case, rows)
+        report.first = {"case": case, "rows": rows}
+        if save_to is not None:
+            save(case, save_to)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def assert_op(op, **kwargs):
+    """``check_op`` that raises ``AssertionError`` with the diagnosis when the candidate fails."""
+    __tracebackhide__ = True
+    report = check_op(op, **kwargs)
+    if report.verdict != "pass":
+        raise AssertionError(report.summary())
+    return report

@@ -1,0 +1,155 @@
+"""The judgement of one op case: the output and every input gradient against the certified truth.
+
+For each tensor T (``out``, then each input's gradient) with g the candidate's and g* the truth:
+
+    allowed = SAFETY u ||s|| + floor        s = the rounding model's bound (bpcheck.ops.exact.bound)
+
+the same rule, SAFETY and floor as the dense path (``bpcheck.compare.TOLERANCE``). s is built from the
+magnitudes of the terms, not from g*, so an exact-zero truth (a normalisation under a uniform
+cotangent) still has a finite, non-zero tolerance of the size the cancellation allows. Classes:
+
+- ``pass``;
+- ``tie`` (passes, with a note): the op has a max (``record.ties``), the candidate's gradient is wrong
+  against the truth's choice of maximum, and within tolerance of a convex combination of each window's
+  tied maxima (fitted by non-negative least squares, weights summing to 1 per window); a gradient
+  sent in full to every tied maximum is not such a combination and stays a bug;
+- ``bug``: anything else -- a wrong value, shape, a NaN, a missing gradient, an input overwritten.
+
+A failing tensor gets hints: the record's slips it matches (within a tenth of the slip's own distance
+from the truth), and a plain rescaling (``scale`` = <g, g*> / <g*, g*> of 2, 1/2, -1, N, 1/N).
+"""
+import math
+
+import numpy as np
+from scipy.optimize import nnls
+
+from bpcheck.compare import SAFETY, metrics, underflow_floor
+from bpcheck.ops.algebra import UNIT_ROUNDOFF, Plain
+
+__all__ = ["judge", "tensor_names"]
+
+
+def tensor_names(op):
+    return ("out",) + tuple("d" + k for k in op.inputs)
+
+
+def _row(tensor, status, message="", **extra):
+    return {"tensor": tensor, "status": status, "message": message, **extra}
+
+
+def _entries(g, t, k=3):
+    """The k worst entries: (index, got, want)."""
+    diff = np.abs(g - t).ravel()
+    order = np.argsort(-np.where(np.isfinite(diff), diff, np.inf), kind="stable")[:k]
+    return [(tuple(int(i) for i in np.unravel_index(j, t.shape)), float(g.ravel()[j]), float(t.ravel()[j]))
+            for j in order if diff[j] > 0 or not np.isfinite(diff[j])]
+
+
+def _compare(tensor, g, t, s, dtype):
+    u = UNIT_ROUNDOFF[dtype]
+    if g is None:
+        return _row(tensor, "bug", "missing")
+    if g.shape != t.shape:
+        return _row(tensor, "bug", f"shape {g.shape}, expected {t.shape}")
+    norm_s = float(np.sqrt(np.sum(np.square(s)))) if np.all(np.isfinite(s)) else math.inf
+    allowed = SAFETY * u * norm_s + underflow_floor(dtype, t.size)
+    with np.errstate(all="ignore"):
+        m = metrics(g, t, allowed, scale_norm=u * norm_s)
+    ok = m["error"] <= allowed
+    return _row(tensor, "pass" if ok else "bug", "" if ok else ("not finite" if not np.all(np.isfinite(g))
+                                                               else "wrong values"),
+                error=m["error"], allowed=allowed, err_u=_ratio(m["rel"], u),
+                tol_u=_ratio(allowed / m["denom"], u), margin=allowed / m["error"] if m["error"] > 0 else math.inf,
+                scale=m["scale"], cosine=m["cosine"], entries=_entries(g, t) if not ok else [])
+
+
+def _ratio(a, b):
+    with np.errstate(all="ignore"):
+        return float(np.float64(a) / b)
+
+
+def _tie_fit(op, case, g, dout):
+    """The convex combination of tied maxima closest to ``g`` (the input gradient), or None if no
+    window has a tie. Solves min ||A w - g|| with w >= 0, where column (o, j) puts dout[o] at tied
+    position j of output o, and each output's weights are tied to sum to 1 by heavily weighted rows."""
+    groups = op.ties(case.inputs, case.constants, case.hyper)
+    if not any(len(pos) > 1 for pos in groups):
+        return None
+    cols, rows_extra = [], []
+    size = g.size
+    dflat = np.asarray(dout, dtype=np.float64).ravel()
+    heavy = 1e6 * max(float(np.max(np.abs(dflat), initial=0.0)), 1.0)
+    for o, positions in enumerate(groups):
+        for p in positions:
+            col = np.zeros(size + len(groups))
+            col[p] = dflat[o]
+            col[size + o] = heavy
+            cols.append(col)
+    a = np.stack(cols, axis=1)
+    b = np.concatenate([np.asarray(g, dtype=np.float64).ravel(), np.full(len(groups), heavy)])
+    w, _ = nnls(a, b, maxiter=50 * a.shape[1])
+    return (a[:size] @ w).reshape(g.shape)
+
+
+def _hints(op, case, tensor, g, t):
+    hints = []
+    ns = Plain()
+    a = {k: ns.input(v) for k, v in case.inputs.items()}
+    for slip in op.slips:
+        try:
+            wrong = slip.vjp(ns, a, case.constants, case.hyper, ns.input(case.cotangent))
+        except (ValueError, IndexError, FloatingPointError):
+            continue
+        key = tensor[1:] if tensor != "out" else "out"
+        if key in wrong:
+            w = np.asarray(wrong[key], dtype=np.float64).reshape(t.shape)
+            far = float(np.linalg.norm(w - t))
+            if far > 0 and np.all(np.isfinite(g)) and float(np.linalg.norm(g - w)) <= 0.1 * far:
+                hints.append(slip.hint)
+    return hints
+
+
+def _scale_hint(row):
+    scale = row.get("scale", math.nan)
+    if not math.isfinite(scale) or abs(row.get("cosine", 0.0)) < 0.999:
+        return []
+    for value, words in ((2.0, "twice the truth: summed where it should be averaged, or counted twice?"),
+                         (0.5, "half the truth: averaged where it should be summed, or a missing factor 2?"),
+                         (-1.0, "the truth with its sign flipped")):
+        if abs(scale - value) < 1e-3 * abs(value):
+            return [words]
+    if scale > 2.5 and abs(scale - round(scale)) < 1e-3 * scale:
+        return [f"{round(scale)} times the truth: a sum over {round(scale)} entries where a mean was due?"]
+    if 0 < scale < 0.4 and abs(1 / scale - round(1 / scale)) < 1e-3 / scale:
+        return [f"1/{round(1 / scale)} of the truth: divided by {round(1 / scale)} once too often?"]
+    return []
+
+
+def judge(op, case, result, truth, bound):
+    """Rows for ``out`` and each input's gradient (dict keys tensor, status, message, error, allowed,
+    err_u, tol_u, margin, scale, cosine, entries, hints) and the case's class: "pass", "tie" or "bug"."""
+    rows = [_compare("out", result["out"], truth["out"], bound["out"], case.dtype)]
+    for k in op.inputs:
+        rows.append(_compare("d" + k, result["grads"].get(k), truth["grads"][k], bound[k], case.dtype))
+    extra = set(result["grads"]) - set(op.inputs)
+    if extra:
+        rows.append(_row("grads", "bug", f"gradients of unknown inputs: {sorted(extra)}"))
+    for name in result.get("mutated", []):
+        rows.append(_row("d" + name if name in op.inputs else name, "bug", f"overwrote its input {name}"))
+    cls = "pass"
+    for row in rows:
+        if row["status"] != "bug" or "error" not in row:
+            continue
+        g = result["out"] if row["tensor"] == "out" else result["grads"][row["tensor"][1:]]
+        t = truth["out"] if row["tensor"] == "out" else truth["grads"][row["tensor"][1:]]
+        if op.ties is not None and row["tensor"] == "dx" and np.all(np.isfinite(g)):
+            fit = _tie_fit(op, case, g, case.cotangent)
+            if fit is not None:
+                tied = _compare("dx", g, fit, bound["x"], case.dtype)
+                if tied["status"] == "pass":
+                    row.update(status="tie", message="a convex combination of tied maxima")
+                    continue
+        row["hints"] = _hints(op, case, row["tensor"], g, t) + _scale_hint(row)
+    statuses = {r["status"] for r in rows}
+    cls = "bug" if "bug" in statuses else ("tie" if "tie" in statuses else "pass")
+    return rows, cls
