@@ -1,4 +1,4 @@
-"""The ``bpcheck`` command line: ``report``, ``merge``, ``validate``, ``check``, ``selftest``, ``export-vectors``.
+"""The ``bpcheck`` command line: ``report``, ``merge``, ``validate``, ``check``, ``op``, ``selftest``, ``export-vectors``.
 
 Each command lives beside the code it drives (bpcheck.report, bpcheck.validate);
 this module only gathers them, so ``bpcheck --help`` starts fast.
@@ -17,6 +17,7 @@ def main():
 def _register():
     from bpcheck.check import check_command
     from bpcheck.merge import merge_command
+    from bpcheck.ops.cli import op_command
     from bpcheck.report import report_command
     from bpcheck.selftest import selftest_command
     from bpcheck.validate import export_vectors_command, validate_command
@@ -24,6 +25,7 @@ def _register():
     main.add_command(merge_command, "merge")
     main.add_command(validate_command, "validate")
     main.add_command(check_command, "check")
+    main.add_command(op_command, "op")
     main.add_command(selftest_command, "selftest")
     main.add_command(export_vectors_command, "export-vectors")
 

@@ -73,9 +73,15 @@ def load_module(path_or_name):
             raise ValueError(f"{path}: no such file")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ValueError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from None
         return module
-    return importlib.import_module(str(path_or_name))
+    try:
+        return importlib.import_module(str(path_or_name))
+    except Exception as exc:
+        raise ValueError(f"cannot import {path_or_name} ({type(exc).__name__}: {exc})") from None
 
 
 def cs231n(module, name=None, extended=False):

@@ -2,8 +2,9 @@
 
 ``check_op(op, candidate)`` draws the covering set (``bpcheck.ops.cases.cases``: every family x dtype x
 ``per_family`` cases, so each edge region is visited on every run), computes each case's truth and
-rounding bound, runs the candidate and judges it (``bpcheck.ops.judge``). On a failure it shrinks the
-smallest failing case with the record's shrink rules (fewer rows, features, channels, smaller windows)
+rounding bound, runs the candidate and judges it (``bpcheck.ops.judge``). On a failure it takes the
+failing case whose first wrong tensor comes earliest (the output before the gradients), the smallest
+of those, and shrinks it with the record's shrink rules (fewer rows, features, channels, smaller windows)
 while the same tensor stays wrong, and says which tensor, which entries, by how much against the
 tolerance, and the hints. ``assert_op`` raises ``AssertionError`` with that diagnosis (pytest-friendly).
 """
@@ -60,8 +61,12 @@ def diagnosis(first):
         if "error" not in r:
             lines.append(f"  {r['tensor']}: {r['message']}")
             continue
-        lines.append(f"  {r['tensor']}: wrong -- error {r['err_u']:.3g} u against a tolerance of {r['tol_u']:.3g} u"
-                     f" (scale {r['scale']:.4g}, cosine {r['cosine']:.4g})")
+        if r.get("truth_norm", 1.0) == 0:
+            lines.append(f"  {r['tensor']}: wrong -- its exact value is 0; error {r['error']:.3g} against an "
+                         f"absolute tolerance of {r['allowed']:.3g} (2-norms)")
+        else:
+            lines.append(f"  {r['tensor']}: wrong -- error {r['err_u']:.3g} u against a tolerance of "
+                         f"{r['tol_u']:.3g} u (scale {r['scale']:.4g}, cosine {r['cosine']:.4g})")
         for idx, got, want in r["entries"]:
             lines.append(f"    at {idx}: got {got:.9g}, expected {want:.9g}")
         for h in r.get("hints", []):
@@ -91,6 +96,13 @@ def judge_case(op, candidate, case):
     except cand.CandidateError as exc:
         return [{"tensor": "call", "status": "bug", "message": str(exc)}], "bug"
     return judge(op, case, result, t, b)
+
+
+def _rank(op, rows):
+    """Where a case's first wrong tensor sits: the output first (a wrong forward explains the wrong
+    gradients after it), then the gradients in input order, then a crash or a finding."""
+    order = {t: i for i, t in enumerate(("out",) + tuple("d" + k for k in op.inputs))}
+    return min(order.get(r["tensor"], len(order)) for r in rows if r["status"] == "bug")
 
 
 def _first_bug(rows):
@@ -148,11 +160,11 @@ def check_op(op, *, layers=None, torch=None, jax=None, candidate=None, name=None
         report.coverage[(case.family, case.dtype)] += 1
         if cls == "bug":
             report.failures += 1
-            failing.append((case.size, len(failing), case, rows))
+            failing.append((_rank(op, rows), case.size, len(failing), case, rows))
         elif cls != "pass":
             report.notes[cls] = report.notes.get(cls, 0) + 1
     if failing:
-        _, _, case, rows = min(failing, key=lambda f: f[:2])
+        *_, case, rows = min(failing, key=lambda f: f[:3])
         if shrink:
             case, rows = _shrink(op, who, case, rows)
         report.first = {"case": case, "rows": rows}

@@ -60,7 +60,8 @@ def _compare(tensor, g, t, s, dtype):
                                                                else "wrong values"),
                 error=m["error"], allowed=allowed, err_u=_ratio(m["rel"], u),
                 tol_u=_ratio(allowed / m["denom"], u), margin=allowed / m["error"] if m["error"] > 0 else math.inf,
-                scale=m["scale"], cosine=m["cosine"], entries=_entries(g, t) if not ok else [])
+                scale=m["scale"], cosine=m["cosine"], truth_norm=float(np.linalg.norm(t)),
+                entries=_entries(g, t) if not ok else [])
 
 
 def _ratio(a, b):

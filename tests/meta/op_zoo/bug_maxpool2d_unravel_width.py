@@ -6,6 +6,7 @@ lands on some other entry of the window or beside it (or indexes past the input)
 import numpy as np
 
 EXPECTED = {"op": "maxpool2d", "tensor": "dx", "slip": "unravel_width",
+            "also": ("call",),  # or it indexes past the input and raises
             "shows_when": "a non-square pool (pool_height != pool_width)"}
 
 
