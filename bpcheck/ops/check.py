@@ -36,7 +36,8 @@ class OpReport:
 
     @property
     def verdict(self):
-        return "fail" if self.failures else "pass"
+        """"fail" if any case is wrong, "none" if no case was judged (every one declined), else "pass"."""
+        return "fail" if self.failures else ("pass" if self.cases else "none")
 
     def summary(self):
         met = sum(1 for v in self.coverage.values() if v)
@@ -179,5 +180,5 @@ def assert_op(op, **kwargs):
     __tracebackhide__ = True
     report = check_op(op, **kwargs)
     if report.verdict != "pass":
-        raise AssertionError(report.summary())
+        raise AssertionError(report.summary() + ("\n  nothing was judged" if report.verdict == "none" else ""))
     return report

@@ -4,9 +4,11 @@
     bpcheck op all --layers layers.py                  # every op the module defines
     bpcheck op rmsnorm --torch mynorm.py:rms_norm      # fn(x, gamma, eps=...) on tensors
     bpcheck op rmsnorm --jax mynorm.py:rms_norm        # the same on JAX arrays
+    bpcheck op layernorm --exec "node layers.js"       # any language: the bpcheck-op/1 line protocol
     bpcheck op --list                                  # the catalog
 
-Exit 0 pass, 1 a wrong output or gradient, 2 bad input (an unknown op, a file that does not import).
+Exit 0 pass, 1 a wrong output or gradient, 2 bad input (an unknown op, a file that does not import) or
+nothing judged (every case declined).
 On a failure the shrunk case is saved (``--save-case``, default ``bpcheck-op-<op>``: .json + .npz) with
 a repro script beside it (``.py``) that re-judges it with one command.
 """
@@ -21,8 +23,9 @@ from bpcheck.backends import load_function
 from bpcheck.ops import candidates as cand
 from bpcheck.ops.cases import load
 from bpcheck.ops.check import as_candidate, check_op, diagnosis, judge_case
+from bpcheck.ops.protocol import program
 
-__all__ = ["op_command"]
+__all__ = ["op_command", "candidate_from"]
 
 REPRO = '''"""Re-judge the saved failing case of {op} (written by bpcheck op). Run: python {script}"""
 import sys
@@ -30,11 +33,12 @@ from pathlib import Path
 
 from bpcheck import ops
 from bpcheck.ops.cases import load
-from bpcheck.ops.check import as_candidate, diagnosis, judge_case
+from bpcheck.ops.check import diagnosis, judge_case
+from bpcheck.ops.cli import candidate_from
 
 here = Path(__file__).resolve().parent
 case = load(here / {case!r})
-candidate = as_candidate({way}={target!r}, extended={extended!r})
+candidate = candidate_from({way!r}, {target!r}, extended={extended!r})
 rows, cls = judge_case(ops.get(case.op), candidate, case)
 for r in rows:
     print(f"{{r['tensor']:8}} {{r['status']:5}} {{r.get('err_u', float('nan')):10.3g}} u  (tolerance "
@@ -44,7 +48,14 @@ sys.exit(1 if cls == "bug" else 0)
 '''
 
 
-def _way(layers, torch_target, jax_target):
+def candidate_from(way, target, *, extended=False, timeout=10.0):
+    """The Candidate a repro script names: way "layers", "torch", "jax" or "exec" and its target."""
+    return _build(*(target if way == w else None for w in ("layers", "torch", "jax", "exec")), extended, timeout)
+
+
+def _way(layers, torch_target, jax_target, exec_command=None):
+    if exec_command:
+        return "exec", exec_command
     if layers:
         return "layers", str(Path(layers).resolve()) if layers.endswith(".py") else layers
     if torch_target:
@@ -52,10 +63,12 @@ def _way(layers, torch_target, jax_target):
     return "jax", jax_target
 
 
-def _build(layers, torch_target, jax_target, extended):
-    if sum(bool(x) for x in (layers, torch_target, jax_target)) != 1:
-        raise click.UsageError("give exactly one of --layers, --torch or --jax")
+def _build(layers, torch_target, jax_target, exec_command, extended, timeout):
+    if sum(bool(x) for x in (layers, torch_target, jax_target, exec_command)) != 1:
+        raise click.UsageError("give exactly one of --layers, --torch, --jax or --exec")
     try:
+        if exec_command:
+            return program(exec_command, timeout=timeout)
         if layers:
             return as_candidate(layers=cand.load_module(layers), name=layers, extended=extended)
         fn = load_function(torch_target or jax_target)
@@ -87,6 +100,9 @@ def _report_json(report):
 @click.option("--extended", is_flag=True, help="The module takes the contract's extensions (pairs, dilation).")
 @click.option("--torch", "torch_target", metavar="FILE.py:FN", help="fn(*inputs, *constants, **hyper) on tensors.")
 @click.option("--jax", "jax_target", metavar="FILE.py:FN", help="The same on JAX arrays.")
+@click.option("--exec", "exec_command", metavar="COMMAND", help="A program speaking bpcheck-op/1 (any language).")
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds per case for --exec.")
 @click.option("--dtype", "dtypes", multiple=True, type=click.Choice(["float32", "float64"]),
               help="Repeatable; both by default.")
 @click.option("--per-family", default=4, show_default=True, type=click.IntRange(min=1),
@@ -96,7 +112,7 @@ def _report_json(report):
 @click.option("--save-case", metavar="PATH", help="Where the shrunk failing case goes (no suffix).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON too.")
 @click.option("--list", "list_ops", is_flag=True, help="List the catalog and exit.")
-def op_command(op_name, layers, extended, torch_target, jax_target, dtypes, per_family, seed, case_path,
+def op_command(op_name, layers, extended, torch_target, jax_target, exec_command, timeout, dtypes, per_family, seed, case_path,
                save_case, json_path, list_ops):
     """Check OP_NAME's forward and backward (or `all` the ops a --layers module defines)."""
     if list_ops:
@@ -119,7 +135,7 @@ def op_command(op_name, layers, extended, torch_target, jax_target, dtypes, per_
     for name in names:
         if name not in ops.REGISTRY:
             raise click.BadParameter(f"unknown op {name!r}; known: {', '.join(ops.names())}")
-    who = _build(layers, torch_target, jax_target, extended)
+    who = _build(layers, torch_target, jax_target, exec_command, extended, timeout)
     if case_path:
         try:
             case = load(case_path)
@@ -135,9 +151,12 @@ def op_command(op_name, layers, extended, torch_target, jax_target, dtypes, per_
                           seed=seed, save_to=target)
         reports.append(report)
         click.echo(report.summary())
+        if report.verdict == "none":
+            click.echo(f"bpcheck op {name}: nothing was judged: every case was declined", err=True)
+            code = max(code, 2)
         if report.verdict == "fail":
-            code = 1
-            way, value = _way(layers, torch_target, jax_target)
+            code = 1 if code != 2 else code
+            way, value = _way(layers, torch_target, jax_target, exec_command)
             script = Path(target).with_suffix(".py")
             script.write_text(REPRO.format(op=name, script=script.name, case=Path(target).name, way=way,
                                            target=value, extended=extended))

@@ -1,0 +1,115 @@
+"""The op protocol ``bpcheck-op/1``: a program in any language checked one op at a time.
+
+Newline-delimited JSON over the program's stdin/stdout, like ``bpcheck/1`` (docs/protocol.md), with
+which it shares its array encoding (``bpcheck.protocol.encode_array``: row-major ``data`` of shortest
+round-trip decimals, or ``base64`` of little-endian bytes; integer arrays as int64):
+
+    hello    {"protocol": "bpcheck-op/1", "ops": ["layernorm", ...], "dtypes": ["float32", "float64"],
+              "encoding": "decimal" | "base64" (optional), "name": "..." (optional)}
+    request  {"id": "7", "op": "layernorm", "dtype": "float32", "hyper": {"eps": 1e-05},
+              "inputs": {"x": A, "gamma": A, "beta": A}, "constants": {}, "cotangent": A}
+    reply    {"id": "7", "out": A, "grads": {"x": A, "gamma": A, "beta": A}}
+          or {"id": "7", "error": {"kind": "unsupported" | "failed", "message": "..."}}
+
+Inputs, constants and hyper-parameters are named as in the op's record (``bpcheck op --list``;
+docs/layers_contract.md gives the equations); ``cotangent`` is dout, the upstream gradient of ``out``.
+An op or dtype the hello leaves out, and a reply of kind "unsupported", are declined (not judged);
+no hello, a malformed line, a reply for another id, silence past the timeout or an exit are verdicts
+against the program (``CandidateError``), after which it is killed and restarted for the next case.
+The program is started from an argv list, never through a shell.
+"""
+import json
+import shlex
+import threading
+
+import numpy as np
+
+from bpcheck.ops.candidates import Candidate, CandidateError, Unsupported
+from bpcheck.protocol import _EOF, ResultError, _Child, _quote, decode_array, encode_array, minimal_env
+
+__all__ = ["PROTOCOL", "program"]
+
+PROTOCOL = "bpcheck-op/1"
+
+
+class _Program:
+    def __init__(self, argv, timeout, start_timeout):
+        self.argv, self.timeout, self.start_timeout = argv, timeout, start_timeout
+        self.command = shlex.join(argv)
+        self.child, self.hello, self.count = None, None, 0
+        self.lock = threading.Lock()
+
+    def start(self):
+        if self.child is not None:
+            return self.hello
+        child = _Child(self.argv, None, minimal_env())
+        line = child.readline(self.start_timeout)
+        problem = None
+        if line is None:
+            problem = f"wrote no hello line within {self.start_timeout:g} s"
+        elif line is _EOF:
+            problem = f"{child.exit_status()} before writing its hello line{child.stderr_tail()}"
+        else:
+            try:
+                hello = json.loads(line)
+                if not (isinstance(hello, dict) and hello.get("protocol") == PROTOCOL
+                        and isinstance(hello.get("ops"), list) and isinstance(hello.get("dtypes"), list)):
+                    raise ValueError(f'expected {{"protocol": "{PROTOCOL}", "ops": [...], "dtypes": [...]}}')
+            except ValueError as exc:
+                problem = f"the hello line is not valid ({exc}); got {_quote(line)}"
+        if problem:
+            child.kill()
+            raise CandidateError(f"{self.command}: {problem}")
+        self.child, self.hello = child, hello
+        return hello
+
+    def fault(self, message):
+        if self.child is not None:
+            self.child.kill()
+        self.child = None
+        raise CandidateError(f"{self.command}: {message}")
+
+    def call(self, op, case, given):
+        with self.lock:
+            hello = self.start()
+            if op.name not in hello["ops"] or case.dtype not in hello["dtypes"]:
+                raise Unsupported(f"{self.command}: its hello line leaves out {op.name} in {case.dtype}")
+            self.count += 1
+            case_id = str(self.count)
+            enc = hello.get("encoding", "decimal")
+            self.child.send({"id": case_id, "op": op.name, "dtype": case.dtype, "hyper": case.hyper,
+                             "inputs": {k: encode_array(given[k], enc) for k in case.inputs},
+                             "constants": {k: encode_array(given[k], enc) for k in case.constants},
+                             "cotangent": encode_array(case.cotangent, enc)})
+            line = self.child.readline(self.timeout)
+            if line is None:
+                self.fault(f"no reply within {self.timeout:g} s")
+            if line is _EOF:
+                self.fault(f"{self.child.exit_status()} instead of replying{self.child.stderr_tail()}")
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                self.fault(f"the reply is not JSON: {_quote(line)}")
+            if not isinstance(reply, dict) or reply.get("id") != case_id:
+                self.fault(f"a reply for another request (expected id {case_id!r}): {_quote(line)}")
+            if "error" in reply:
+                err = reply["error"] if isinstance(reply["error"], dict) else {"message": reply["error"]}
+                if err.get("kind") == "unsupported":
+                    raise Unsupported(f"{self.command}: {err.get('message', 'unsupported')}")
+                raise CandidateError(f"{self.command} failed: {err.get('message', '')}")
+            try:
+                out = decode_array(reply["out"], np.float64, "out")
+                grads = {k: decode_array(v, np.float64, f"grads[{k!r}]") for k, v in reply["grads"].items()}
+            except (KeyError, TypeError, AttributeError, ResultError) as exc:
+                raise CandidateError(f"{self.command}: a malformed reply ({exc}): {_quote(line)}") from None
+            return out, grads
+
+
+def program(command, *, timeout=10.0, start_timeout=30.0, name=None):
+    """A Candidate that runs ``command`` (a string split with shlex, or an argv list) speaking
+    ``bpcheck-op/1``. Raises ValueError for an empty command."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if not argv:
+        raise ValueError("--exec: empty command")
+    prog = _Program(argv, timeout, start_timeout)
+    return Candidate(name or prog.command, prog.call)

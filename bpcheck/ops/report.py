@@ -1,0 +1,108 @@
+"""The op report: every op x dtype x implementation against the certified truth (reports/ops.*).
+
+For each op of the catalog and each dtype, the reference (``reference/layers.py``), the second
+implementation (``examples/cs231n_layers.py``) and each framework's built-ins (the record's torch and
+jax bindings) are judged on the covering set (every edge family, ``per_family`` cases each; JAX
+compiles per shape, so it gets ``jax_per_family``). Per (op, dtype, implementation): cases judged,
+failing, declined, notes; the largest and median error in units of the tolerance (below 1 passes);
+and the median sensitivity -- the tolerance relative to ||g*||, the smallest one-tensor relative error
+the check catches. Every judged case streams to ``ops_cases.jsonl`` as it is judged.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bpcheck import ops
+from bpcheck.ops import candidates as cand
+from bpcheck.ops.cases import cases
+from bpcheck.ops.check import judge_case
+
+__all__ = ["op_report", "implementations", "write_markdown"]
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = {"reference": ROOT / "reference" / "layers.py", "second": ROOT / "examples" / "cs231n_layers.py"}
+
+
+def implementations(op):
+    """(name, Candidate) pairs judged for ``op``: the two NumPy layers modules, torch, jax."""
+    found = []
+    if op.cs231n:
+        found += [(name, cand.cs231n(path, name, extended=True)) for name, path in LAYERS.items() if path.is_file()]
+    found += [(fw, cand.builtin(op, fw)) for fw in ("torch", "jax") if getattr(op, fw) is not None]
+    return found
+
+
+def _stats(rows):
+    judged = [r for r in rows if "error" in r]
+    ratio = [r["error"] / r["allowed"] for r in judged if r["allowed"] > 0]
+    sens = [r["allowed"] / r["truth_norm"] for r in judged if r.get("truth_norm", 0) > 0]
+    return ratio, sens
+
+
+def op_report(out_dir, *, per_family=4, jax_per_family=1, seed=0, only=None, echo=print):
+    """Judge every implementation of every op (or the names in ``only``); write OUT/ops.json,
+    OUT/ops.md and OUT/ops_cases.jsonl. Returns the report dict."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups = []
+    with open(out_dir / "ops_cases.jsonl", "w") as stream:
+        for name in only or ops.names():
+            op = ops.get(name)
+            for who, candidate in implementations(op):
+                for dtype in ("float32", "float64"):
+                    start = time.perf_counter()
+                    counts = {"cases": 0, "failing": 0, "declined": 0, "tie": 0}
+                    ratios, sens, wrong = [], [], []
+                    k = jax_per_family if who == "jax" else per_family
+                    for case in cases(op, (dtype,), k, seed):
+                        rows, cls = judge_case(op, candidate, case)
+                        if cls == "unsupported":
+                            counts["declined"] += 1
+                            continue
+                        counts["cases"] += 1
+                        counts["failing"] += cls == "bug"
+                        counts["tie"] += cls == "tie"
+                        r, s = _stats(rows)
+                        ratios += r
+                        sens += s
+                        if cls == "bug":
+                            wrong.append(case.describe())
+                        stream.write(json.dumps({"op": name, "who": who, "dtype": dtype, "family": case.family,
+                                                 "seed": case.seed, "class": cls,
+                                                 "rows": [{k2: v for k2, v in row.items() if k2 != "entries"}
+                                                          for row in rows]}, default=float) + "\n")
+                    group = {"op": name, "dtype": dtype, "who": who, **counts,
+                             "max_ratio": max(ratios, default=0.0), "median_ratio": float(np.median(ratios or [0])),
+                             "median_sensitivity": float(np.median(sens or [np.nan])),
+                             "seconds": round(time.perf_counter() - start, 3), "failing_cases": wrong[:5]}
+                    groups.append(group)
+                    echo(f"  {name:18} {dtype:8} {who:10} {counts['cases']:4} cases, {counts['failing']} failing, "
+                         f"max {group['max_ratio']:.3g} of the tolerance")
+    report = {"groups": groups, "per_family": per_family, "jax_per_family": jax_per_family, "seed": seed,
+              "ops": {n: {"definition": ops.get(n).definition, "families": list(ops.get(n).families)}
+                      for n in (only or ops.names())}}
+    (out_dir / "ops.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    write_markdown(report, out_dir / "ops.md")
+    return report
+
+
+def write_markdown(report, path):
+    lines = ["# bpcheck op report", "",
+             "Each op x dtype x implementation judged against the certified truth on every edge family of its "
+             f"record ({report['per_family']} cases per family and dtype; JAX {report['jax_per_family']}). "
+             "*max* and *median*: the error in units of the tolerance (a tensor passes below 1). "
+             "*sensitivity*: the median tolerance relative to ||g*|| -- the smallest one-tensor relative error "
+             "caught. Regenerate with `bpcheck report` (or `bpcheck report --ops-only`).", "",
+             "| op | dtype | implementation | cases | failing | declined | tie | max | median | sensitivity | s |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for g in report["groups"]:
+        lines.append(f"| {g['op']} | {g['dtype']} | {g['who']} | {g['cases']} | {g['failing']} | {g['declined']} | "
+                     f"{g['tie']} | {g['max_ratio']:.3g} | {g['median_ratio']:.3g} | "
+                     f"{g['median_sensitivity']:.2g} | {g['seconds']:.1f} |")
+    failing = [g for g in report["groups"] if g["failing"]]
+    lines += ["", f"{len(failing)} of {len(report['groups'])} groups have a failing case."]
+    for g in failing:
+        lines.append(f"- {g['op']} {g['dtype']} {g['who']}: " + "; ".join(g["failing_cases"]))
+    Path(path).write_text("\n".join(lines) + "\n")
