@@ -8,7 +8,7 @@ member with default options and prints, per member: caught or passed as
 expected, the class and the first wrong tensor of the diagnosis against the
 expected ones, seconds to the first failing case, the shrunk case's size; then
 the catch rate. ``--false-alarms N`` runs the false-alarm campaign instead
-(``bpcheck.campaign``). Results are written as JSON and Markdown into ``--out``.
+(``bpcheck.campaign``), ``--op-false-alarms N`` the op catalog's (``bpcheck.ops.campaign``). Results are written as JSON and Markdown into ``--out``.
 """
 import importlib.util
 import json
@@ -110,13 +110,15 @@ def table_lines(rows, s):
 @click.option("--jobs", "-j", default=None, type=click.IntRange(1), help="Worker processes per validate run.")
 @click.option("--false-alarms", type=click.IntRange(0), default=0,
               help="Run the false-alarm campaign on N cases instead (bpcheck.campaign).")
+@click.option("--op-false-alarms", type=click.IntRange(0), default=0, metavar="N",
+              help="Run the op false-alarm campaign on about N op cases instead (bpcheck.ops.campaign).")
 @click.option("--baselines", type=click.IntRange(0), default=0, metavar="N",
               help="Run bpcheck, gradcheck and check_grads on the same float64 cases (N plain per loss x "
                    "activation cell, edge cases on top) for every member instead.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted false-alarm campaign.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
 @click.option("--seed", type=int, default=None, help="Case generator seed (default: bpcheck's).")
-def selftest_command(zoo, only, jobs, false_alarms, baselines, resume, out, seed):
+def selftest_command(zoo, only, jobs, false_alarms, op_false_alarms, baselines, resume, out, seed):
     """Run bpcheck validate on every bug-zoo member: catch rate, classes, first wrong tensors."""
     from bpcheck.report import default_jobs
     jobs = jobs or default_jobs()
@@ -124,6 +126,12 @@ def selftest_command(zoo, only, jobs, false_alarms, baselines, resume, out, seed
         from bpcheck.baselines import compare_on_zoo, markdown
         click.echo(markdown(compare_on_zoo(baselines, zoo=zoo, seed=seed, out=out, jobs=jobs)))
         return
+    if op_false_alarms:
+        from bpcheck.ops.campaign import run as op_campaign
+        summary = op_campaign(op_false_alarms, out=Path(out), jobs=jobs, echo=lambda m: click.echo(m, err=True))
+        click.echo(f"{summary['cases']} op cases, {summary['alarms']} false alarms in {summary['seconds']} s; "
+                   f"wrote {out}/ops_false_alarms.md, .json, .jsonl")
+        sys.exit(1 if summary["alarms"] else 0)
     if false_alarms:
         from bpcheck.campaign import campaign_command_body
         sys.exit(campaign_command_body(false_alarms, zoo=zoo, jobs=jobs, out=out, seed=seed, resume=resume))

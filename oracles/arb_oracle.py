@@ -47,7 +47,7 @@ from itertools import chain
 import numpy as np
 from flint import arb, arb_mat, ctx
 
-__all__ = ["backprop", "ACTIVATIONS", "LOSSES", "START_BITS", "MAX_BITS"]
+__all__ = ["backprop", "activation_rule", "ACTIVATIONS", "LOSSES", "START_BITS", "MAX_BITS"]
 
 START_BITS = {"float32": 128, "float64": 128}   # first working precision, by spec dtype
 MAX_BITS = 2048                                 # beyond this: ArithmeticError
@@ -69,6 +69,15 @@ def _set_constants():
 
 # ---------------------------------------------------------------- scalar rules
 # Each activation maps one ball z to (f(z), f'(z)).
+
+def activation_rule(name):
+    """The scalar rule ``z -> (f(z), f'(z))`` of activation ``name`` (a ``name@convention`` variant
+    included), its constants set at the current working precision. For callers that evaluate
+    activations entry by entry (the op catalog); raises KeyError for an unknown name."""
+    rule = ACTIVATIONS[name]
+    _set_constants()
+    return rule
+
 
 def _pos(z):
     """max(z, 0), exact when the sign of z is decided."""

@@ -27,7 +27,8 @@ same branch.
 import numpy as np
 from flint import arb
 
-from bpcheck.rounding import K_FN
+from bpcheck.rounding import K_FN, activation
+from oracles.arb_oracle import activation_rule
 
 __all__ = ["Exact", "Model", "Plain", "Err", "UNIT_ROUNDOFF", "floats"]
 
@@ -188,6 +189,14 @@ class Model:
         """s = e / u: the bound in units of the dtype's unit roundoff."""
         return a.e / self.u
 
+    def activation(self, name, z):
+        """(f(z), f'(z)) with their bounds: the input's error carried by f' and f'', plus the local
+        rounding of each as written (``bpcheck.rounding.activation``'s rho_f, rho_d, which cover the
+        textbook forms too)."""
+        f, d1, d2, rho_f, rho_d = activation(name.split("@")[0], z.v)
+        return (Err(f, np.abs(d1) * z.e + self.u * rho_f + self.tiny, self),
+                Err(d1, np.abs(d2) * z.e + self.u * rho_d + self.tiny, self))
+
 
 # --- certified balls ----------------------------------------------------------------------------
 
@@ -252,6 +261,14 @@ class Exact:
     def concat(self, parts, axis):
         return np.concatenate(parts, axis)
 
+    def activation(self, name, z):
+        rule = activation_rule(name)
+        pairs = [rule(t) for t in np.asarray(z, dtype=object).ravel()]
+        f, d = (np.empty(len(pairs), dtype=object) for _ in range(2))
+        for i, (fi, di) in enumerate(pairs):
+            f[i], d[i] = fi, di
+        return f.reshape(np.shape(z)), d.reshape(np.shape(z))
+
     @staticmethod
     def mid(a):
         """Midpoints, rounded once to float64."""
@@ -297,6 +314,10 @@ class Plain:
 
     def concat(self, parts, axis):
         return np.concatenate(parts, axis)
+
+    def activation(self, name, z):
+        f, d1, *_ = activation(name.split("@")[0], z)
+        return f, d1
 
 
 def floats(x):

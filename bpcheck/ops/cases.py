@@ -11,12 +11,15 @@ dtype, family, seed, hyper-parameters) beside ``name.npz`` (arrays ``inputs/<nam
 """
 import json
 import zlib
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 
 from bpcheck.ops.algebra import Plain
+from bpcheck.spec import schema
 
 __all__ = ["OpCase", "draw_case", "cases", "save", "load", "with_draw"]
 
@@ -97,16 +100,25 @@ def save(case, path):
     np.savez(path.with_suffix(".npz"), cotangent=case.cotangent, **arrays)
 
 
+@lru_cache(maxsize=None)
+def _validator():
+    return jsonschema.Draft202012Validator(schema("op_case.schema.json"))
+
+
 def load(path):
-    """The case saved at ``path`` (.json and .npz). Raises ValueError on a malformed file."""
+    """The case saved at ``path`` (.json and .npz; JSON Schema ``bpcheck/schemas/op_case.schema.json``).
+    Raises ValueError on a malformed file."""
     path = Path(path)
     try:
         meta = json.loads(path.with_suffix(".json").read_text())
+        error = jsonschema.exceptions.best_match(_validator().iter_errors(meta))
+        if error is not None:
+            raise ValueError(f"{error.json_path}: {error.message[:200]}")
         with np.load(path.with_suffix(".npz"), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         inputs = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("inputs/")}
         constants = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("constants/")}
         return OpCase(meta["op"], meta["dtype"], meta["family"], int(meta["seed"]), inputs, constants,
                       dict(meta["hyper"]), arrays["cotangent"])
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
+    except (OSError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not an op case ({err})") from err

@@ -9,7 +9,7 @@ while the same tensor stays wrong, and says which tensor, which entries, by how 
 tolerance, and the hints. ``assert_op`` raises ``AssertionError`` with that diagnosis (pytest-friendly).
 """
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bpcheck import ops
 from bpcheck.ops import candidates as cand
@@ -63,7 +63,7 @@ def diagnosis(first):
             lines.append(f"  {r['tensor']}: {r['message']}")
             continue
         if r.get("truth_norm", 1.0) == 0:
-            lines.append(f"  {r['tensor']}: wrong -- its exact value is 0; error {r['error']:.3g} against an "
+            lines.append(f"  {r['tensor']}: wrong -- its exact value rounds to 0; error {r['error']:.3g} against an "
                          f"absolute tolerance of {r['allowed']:.3g} (2-norms)")
         else:
             lines.append(f"  {r['tensor']}: wrong -- error {r['err_u']:.3g} u against a tolerance of "
@@ -96,7 +96,16 @@ def judge_case(op, candidate, case):
         return [{"tensor": "call", "status": "unsupported", "message": str(exc)}], "unsupported"
     except cand.CandidateError as exc:
         return [{"tensor": "call", "status": "bug", "message": str(exc)}], "bug"
-    return judge(op, case, result, t, b)
+    rows, cls = judge(op, case, result, t, b)
+    for conv in op.conventions if cls == "bug" else ():
+        variant = replace(op, forward=conv.forward, vjp=conv.vjp, conventions=())
+        conv_rows, conv_cls = judge(variant, case, result, truth(variant, case), b)
+        if conv_cls != "bug":
+            for r in conv_rows:
+                if r["status"] == "pass" and next(x for x in rows if x["tensor"] == r["tensor"])["status"] == "bug":
+                    r.update(status="convention", message=conv.note)
+            return conv_rows, "convention"
+    return rows, cls
 
 
 def _rank(op, rows):

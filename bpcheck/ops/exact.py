@@ -110,3 +110,21 @@ class _Mp(Exact):
 
     def log(self, a):
         return np.frompyfunc(mpmath.log, 1, 1)(a)
+
+    def activation(self, name, z):
+        """f(z) by its textbook definition (the cross-check differentiates it; no f' is needed)."""
+        return np.frompyfunc(_MP_ACTIVATIONS[name], 1, 1)(z), None
+
+
+def _gelu_tanh(z):
+    return z / 2 * (1 + mpmath.tanh(mpmath.sqrt(2 / mpmath.pi) * (z + mpmath.mpf(0.044715) * z**3)))
+
+
+_MP_ACTIVATIONS = {
+    "identity": lambda z: z, "relu": lambda z: max(z, 0), "leaky_relu": lambda z: z if z > 0 else z / 100,
+    "sigmoid": lambda z: 1 / (1 + mpmath.exp(-z)), "tanh": mpmath.tanh,
+    "softplus": lambda z: mpmath.log1p(mpmath.exp(z)), "elu": lambda z: z if z > 0 else mpmath.expm1(z),
+    "gelu": lambda z: z * mpmath.erfc(-z / mpmath.sqrt(2)) / 2, "gelu_tanh": _gelu_tanh,
+    "silu": lambda z: z / (1 + mpmath.exp(-z)),
+    "softplus@torch": lambda z: z if z > 20 else mpmath.log1p(mpmath.exp(z)),
+}

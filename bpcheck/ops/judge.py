@@ -13,6 +13,8 @@ cotangent) still has a finite, non-zero tolerance of the size the cancellation a
   against the truth's choice of maximum, and within tolerance of a convex combination of each window's
   tied maxima (fitted by non-negative least squares, weights summing to 1 per window); a gradient
   sent in full to every tied maximum is not such a combination and stays a bug;
+- ``kink`` (passes, with a note): the op has kinks (``record.kinks``) and the candidate is within
+  tolerance of the truth with every kink entry's derivative anywhere between the one-sided ones;
 - ``bug``: anything else -- a wrong value, shape, a NaN, a missing gradient, an input overwritten.
 
 A failing tensor gets hints: the record's slips it matches (within a tenth of the slip's own distance
@@ -92,6 +94,17 @@ def _tie_fit(op, case, g, dout):
     return (a[:size] @ w).reshape(g.shape)
 
 
+def _kink_fit(op, case, name, g, t):
+    """The truth with each kink entry moved to the admissible value nearest the candidate's: dout times
+    a derivative between the one-sided ones (any subgradient). None if no entry is at a kink."""
+    at, lo, hi = op.kinks(case.inputs, case.constants, case.hyper)[name]
+    if not np.any(at):
+        return None
+    dout = np.broadcast_to(np.asarray(case.cotangent, dtype=np.float64), t.shape)
+    low, high = np.minimum(dout * lo, dout * hi), np.maximum(dout * lo, dout * hi)
+    return np.where(at, np.clip(g, low, high), t)
+
+
 def _hints(op, case, tensor, g, t):
     hints = []
     ns = Plain()
@@ -143,6 +156,13 @@ def judge(op, case, result, truth, bound):
             continue
         g = result["out"] if row["tensor"] == "out" else result["grads"][row["tensor"][1:]]
         t = truth["out"] if row["tensor"] == "out" else truth["grads"][row["tensor"][1:]]
+        if op.kinks is not None and row["tensor"][1:] in op.kinks(case.inputs, case.constants, case.hyper) \
+                and np.all(np.isfinite(g)):
+            fit = _kink_fit(op, case, row["tensor"][1:], g, t)
+            if fit is not None and _compare(row["tensor"], g, fit, bound[row["tensor"][1:]],
+                                            case.dtype)["status"] == "pass":
+                row.update(status="kink", message="a valid subgradient at a kink")
+                continue
         if op.ties is not None and row["tensor"] == "dx" and np.all(np.isfinite(g)):
             fit = _tie_fit(op, case, g, case.cotangent)
             if fit is not None:
@@ -152,5 +172,5 @@ def judge(op, case, result, truth, bound):
                     continue
         row["hints"] = _hints(op, case, row["tensor"], g, t) + _scale_hint(row)
     statuses = {r["status"] for r in rows}
-    cls = "bug" if "bug" in statuses else ("tie" if "tie" in statuses else "pass")
+    cls = "bug" if "bug" in statuses else next((c for c in ("tie", "kink") if c in statuses), "pass")
     return rows, cls

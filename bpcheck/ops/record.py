@@ -13,7 +13,7 @@ the judgement, the adapters, the tests -- derives from the records in
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["Op", "Slip", "Draw", "COMMON_FAMILIES"]
+__all__ = ["Op", "Slip", "Convention", "Draw", "COMMON_FAMILIES"]
 
 # Families every op has: a non-uniform cotangent on ordinary inputs, and the same inputs under an
 # all-ones cotangent (what `.sum().backward()` sends; a normalisation's true input gradient is then 0).
@@ -39,6 +39,17 @@ class Slip:
 
 
 @dataclass(frozen=True)
+class Convention:
+    """A framework's documented variant of the definition, with its source in ``note``: ``forward`` and
+    ``vjp`` as in ``Op``. A candidate wrong against the truth and right against a convention's truth is
+    class ``convention`` (passes, with the note)."""
+    name: str
+    note: str
+    forward: Callable
+    vjp: Callable
+
+
+@dataclass(frozen=True)
 class Op:
     """One op. ``forward(ns, a, c, h) -> out`` and ``vjp(ns, a, c, h, dout) -> {input: gradient}`` with
     ``a`` the differentiable inputs (ns arrays), ``c`` the constants (NumPy), ``h`` the hyper-parameters.
@@ -48,7 +59,9 @@ class Op:
     h) -> (out, cache)`` calls a CS231n-style forward, ``grads(result) -> {input: gradient}`` names what
     its backward returns. ``ties(a, c, h)`` lists, for an op with a max, each output entry's tied
     argmax positions (flat indices into the input), for class ``tie``. ``shrink(draw)`` yields smaller
-    draws of the same kind. ``limits = ((framework, refuses(a, c, h) -> reason or None), ...)``: cases a
+    draws of the same kind. ``kinks(a, c, h) -> {input: (mask, lo, hi)}`` marks entries at a kink,
+    where any derivative between the one-sided ``lo`` and ``hi`` is a valid subgradient (class
+    ``kink``). ``conventions``: ``Convention`` records. ``limits = ((framework, refuses(a, c, h) -> reason or None), ...)``: cases a
     framework's built-in documents it refuses (not judged; the reason is reported)."""
     name: str
     definition: str
@@ -62,6 +75,7 @@ class Op:
     jax: Callable = None
     cs231n: tuple = None
     ties: Callable = None
+    kinks: Callable = None
     slips: tuple = ()
     shrink: Callable = None
     conventions: tuple = ()
