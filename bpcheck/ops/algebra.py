@@ -166,6 +166,13 @@ class Model:
             e = np.where(a.e < a.v, -np.log1p(-a.e / a.v), np.inf)
         return Err(v, e + self.local(v, K_FN), self)
 
+    def log1p(self, a):
+        v = np.log1p(a.v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = 1 + a.v - a.e
+            e = np.where(room > 0, a.e / room, np.inf)
+        return Err(v, e + self.local(v, K_FN), self)
+
     def where(self, mask, a, b):
         a, b = (x if isinstance(x, Err) else self.const(x) for x in (a, b))
         return Err(np.where(mask, a.v, b.v), np.where(mask, a.e, b.e), self)
@@ -203,6 +210,7 @@ class Model:
 _SQRT = np.frompyfunc(lambda t: t.sqrt(), 1, 1)
 _EXP = np.frompyfunc(lambda t: t.exp(), 1, 1)
 _LOG = np.frompyfunc(lambda t: t.log(), 1, 1)
+_LOG1P = np.frompyfunc(lambda t: t.log1p(), 1, 1)
 _ARB = np.frompyfunc(lambda f: arb(f), 1, 1)
 _MID = np.frompyfunc(lambda t: float(t.mid()), 1, 1)
 _RAD = np.frompyfunc(lambda t: float(t.rad()), 1, 1)
@@ -244,6 +252,9 @@ class Exact:
 
     def log(self, a):
         return _LOG(a)
+
+    def log1p(self, a):
+        return _LOG1P(a)
 
     def where(self, mask, a, b):
         return np.where(mask, a, b)
@@ -302,6 +313,7 @@ class Plain:
     sqrt = staticmethod(np.sqrt)
     exp = staticmethod(np.exp)
     log = staticmethod(np.log)
+    log1p = staticmethod(np.log1p)
     where = staticmethod(np.where)
 
     def pad(self, a, width):
