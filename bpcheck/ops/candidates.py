@@ -21,11 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Candidate", "CandidateError", "Unsupported", "cs231n", "torch_function", "jax_function", "builtin", "load_module"]
+__all__ = ["Candidate", "CandidateError", "CandidateFatal", "Unsupported", "cs231n", "torch_function", "jax_function", "builtin", "load_module"]
 
 
 class CandidateError(Exception):
     """The candidate raised, or returned something that is not the op's output and gradients."""
+
+
+class CandidateFatal(CandidateError):
+    """The candidate cannot be run at all (a program with no hello line, one that hangs twice in a
+    row): the run stops and says why instead of spending a timeout on every case."""
 
 
 class Unsupported(Exception):
@@ -34,8 +39,13 @@ class Unsupported(Exception):
 
 
 class Candidate:
-    def __init__(self, name, call):
-        self.name, self._call = name, call
+    def __init__(self, name, call, close=None):
+        self.name, self._call, self._close = name, call, close
+
+    def close(self):
+        """Release what the candidate holds (a running program); a no-op for Python callables."""
+        if self._close is not None:
+            self._close()
 
     def run(self, op, case):
         given = {k: v.copy() for k, v in {**case.inputs, **case.constants}.items()}

@@ -33,10 +33,14 @@ class OpReport:
     coverage: dict = field(default_factory=dict)      # (family, dtype) -> cases judged
     first: dict = None                                # the shrunk failing case: case, rows, class
     seconds: float = 0.0
+    error: str = None                                 # why the run stopped (the candidate cannot run)
 
     @property
     def verdict(self):
-        """"fail" if any case is wrong, "none" if no case was judged (every one declined), else "pass"."""
+        """"error" if the candidate could not be run at all, "fail" if any case is wrong, "none" if no
+        case was judged (every one declined), else "pass"."""
+        if self.error:
+            return "error"
         return "fail" if self.failures else ("pass" if self.cases else "none")
 
     def summary(self):
@@ -47,6 +51,8 @@ class OpReport:
                 f" in {self.seconds:.1f} s")
         if missed:
             head += "\n  families not judged (every case declined): " + ", ".join(missed)
+        if self.error:
+            head += f"\n  stopped: {self.error}"
         if self.notes:
             head += "; notes: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.notes.items()))
         return head if self.first is None else head + "\n" + diagnosis(self.first)
@@ -92,6 +98,8 @@ def judge_case(op, candidate, case):
     t, b = truth(op, case), bound(op, case)
     try:
         result = candidate.run(op, case)
+    except cand.CandidateFatal:
+        raise
     except cand.Unsupported as exc:
         return [{"tensor": "call", "status": "unsupported", "message": str(exc)}], "unsupported"
     except cand.CandidateError as exc:
@@ -133,7 +141,7 @@ def _shrink(op, candidate, case, rows):
             trial = with_draw(op, case, smaller)
             try:
                 trial_rows, cls = judge_case(op, candidate, trial)
-            except (ArithmeticError, ValueError, IndexError):
+            except (ArithmeticError, ValueError, IndexError, cand.CandidateFatal):
                 continue
             if cls == "bug" and _first_bug(trial_rows) == target:
                 case, rows, improved = trial, trial_rows, True
@@ -161,7 +169,11 @@ def check_op(op, *, layers=None, torch=None, jax=None, candidate=None, name=None
     start = time.perf_counter()
     failing = []
     for case in cases(op, dtypes, per_family, seed):
-        rows, cls = judge_case(op, who, case)
+        try:
+            rows, cls = judge_case(op, who, case)
+        except cand.CandidateFatal as exc:
+            report.error = str(exc)
+            break
         report.coverage.setdefault((case.family, case.dtype), 0)
         if cls == "unsupported":
             report.notes[cls] = report.notes.get(cls, 0) + 1
@@ -173,7 +185,7 @@ def check_op(op, *, layers=None, torch=None, jax=None, candidate=None, name=None
             failing.append((_rank(op, rows), case.size, len(failing), case, rows))
         elif cls != "pass":
             report.notes[cls] = report.notes.get(cls, 0) + 1
-    if failing:
+    if failing and not report.error:
         *_, case, rows = min(failing, key=lambda f: f[:3])
         if shrink:
             case, rows = _shrink(op, who, case, rows)

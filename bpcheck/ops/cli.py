@@ -141,7 +141,13 @@ def op_command(op_name, layers, extended, torch_target, jax_target, exec_command
             case = load(case_path)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-        rows, cls = judge_case(ops.get(case.op), who, case)
+        try:
+            rows, cls = judge_case(ops.get(case.op), who, case)
+        except cand.CandidateFatal as exc:
+            click.echo(f"bpcheck op: {exc}", err=True)
+            sys.exit(2)
+        finally:
+            who.close()
         click.echo(diagnosis({"case": case, "rows": rows}) if cls == "bug" else f"{case.describe()}: {cls}")
         sys.exit(1 if cls == "bug" else 0)
     reports, code = [], 0
@@ -151,6 +157,10 @@ def op_command(op_name, layers, extended, torch_target, jax_target, exec_command
                           seed=seed, save_to=target)
         reports.append(report)
         click.echo(report.summary())
+        if report.verdict == "error":
+            click.echo(f"bpcheck op {name}: {report.error}", err=True)
+            code = 2
+            break
         if report.verdict == "none":
             click.echo(f"bpcheck op {name}: nothing was judged: every case was declined", err=True)
             code = max(code, 2)
@@ -161,6 +171,7 @@ def op_command(op_name, layers, extended, torch_target, jax_target, exec_command
             script.write_text(REPRO.format(op=name, script=script.name, case=Path(target).name, way=way,
                                            target=value, extended=extended))
             click.echo(f"saved: {target}.json, {target}.npz; reproduce: python {script}")
+    who.close()
     if json_path:
         Path(json_path).write_text(json.dumps([_report_json(r) for r in reports], indent=2, default=str) + "\n")
     sys.exit(code)

@@ -14,8 +14,10 @@ round-trip decimals, or ``base64`` of little-endian bytes; integer arrays as int
 Inputs, constants and hyper-parameters are named as in the op's record (``bpcheck op --list``;
 docs/layers_contract.md gives the equations); ``cotangent`` is dout, the upstream gradient of ``out``.
 An op or dtype the hello leaves out, and a reply of kind "unsupported", are declined (not judged);
-no hello, a malformed line, a reply for another id, silence past the timeout or an exit are verdicts
-against the program (``CandidateError``), after which it is killed and restarted for the next case.
+a malformed line, a reply for another id, silence past the timeout or an exit are verdicts against the
+program (``CandidateError``), after which it is killed and restarted for the next case. A program that
+writes no valid hello, or is silent past the timeout twice in a row, stops the run (``CandidateFatal``:
+exit 2 with the reason) rather than costing a timeout per case.
 The program is started from an argv list, never through a shell.
 """
 import json
@@ -24,19 +26,21 @@ import threading
 
 import numpy as np
 
-from bpcheck.ops.candidates import Candidate, CandidateError, Unsupported
+from bpcheck.ops.candidates import Candidate, CandidateError, CandidateFatal, Unsupported
 from bpcheck.protocol import _EOF, ResultError, _Child, _quote, decode_array, encode_array, minimal_env
 
 __all__ = ["PROTOCOL", "program"]
 
 PROTOCOL = "bpcheck-op/1"
+ENCODINGS = ("decimal", "base64")
+HANGS = 2                      # consecutive timeouts after which a program is called hung
 
 
 class _Program:
     def __init__(self, argv, timeout, start_timeout):
         self.argv, self.timeout, self.start_timeout = argv, timeout, start_timeout
         self.command = shlex.join(argv)
-        self.child, self.hello, self.count = None, None, 0
+        self.child, self.hello, self.count, self.silent = None, None, 0, 0
         self.lock = threading.Lock()
 
     def start(self):
@@ -55,11 +59,13 @@ class _Program:
                 if not (isinstance(hello, dict) and hello.get("protocol") == PROTOCOL
                         and isinstance(hello.get("ops"), list) and isinstance(hello.get("dtypes"), list)):
                     raise ValueError(f'expected {{"protocol": "{PROTOCOL}", "ops": [...], "dtypes": [...]}}')
+                if hello.get("encoding", "decimal") not in ENCODINGS:
+                    raise ValueError(f"encoding {hello.get('encoding')!r} is not one of {ENCODINGS}")
             except ValueError as exc:
                 problem = f"the hello line is not valid ({exc}); got {_quote(line)}"
         if problem:
             child.kill()
-            raise CandidateError(f"{self.command}: {problem}")
+            raise CandidateFatal(f"{self.command}: {problem}")
         self.child, self.hello = child, hello
         return hello
 
@@ -83,7 +89,13 @@ class _Program:
                              "cotangent": encode_array(case.cotangent, enc)})
             line = self.child.readline(self.timeout)
             if line is None:
+                self.silent += 1
+                if self.silent >= HANGS:
+                    self.close()
+                    raise CandidateFatal(f"{self.command}: no reply within {self.timeout:g} s, {HANGS} times in a "
+                                         "row: it hangs")
                 self.fault(f"no reply within {self.timeout:g} s")
+            self.silent = 0
             if line is _EOF:
                 self.fault(f"{self.child.exit_status()} instead of replying{self.child.stderr_tail()}")
             try:
@@ -101,15 +113,22 @@ class _Program:
                 out = decode_array(reply["out"], np.float64, "out")
                 grads = {k: decode_array(v, np.float64, f"grads[{k!r}]") for k, v in reply["grads"].items()}
             except (KeyError, TypeError, AttributeError, ResultError) as exc:
-                raise CandidateError(f"{self.command}: a malformed reply ({exc}): {_quote(line)}") from None
+                self.fault(f"a malformed reply ({exc}): {_quote(line)}")
             return out, grads
+
+    def close(self):
+        """Close the program's stdin (its cue to exit), killing it if it lingers."""
+        if self.child is not None:
+            self.child.close()
+        self.child = None
 
 
 def program(command, *, timeout=10.0, start_timeout=30.0, name=None):
     """A Candidate that runs ``command`` (a string split with shlex, or an argv list) speaking
-    ``bpcheck-op/1``. Raises ValueError for an empty command."""
+    ``bpcheck-op/1``; ``timeout`` seconds per reply, ``start_timeout`` for the hello line. Close it
+    (``candidate.close()``) when done. Raises ValueError for an empty command."""
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     if not argv:
         raise ValueError("--exec: empty command")
     prog = _Program(argv, timeout, start_timeout)
-    return Candidate(name or prog.command, prog.call)
+    return Candidate(name or prog.command, prog.call, prog.close)

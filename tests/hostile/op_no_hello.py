@@ -1,0 +1,4 @@
+"""Writes nothing, not even a hello line, and sleeps."""
+import time
+
+time.sleep(60)
