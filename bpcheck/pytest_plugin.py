@@ -1,4 +1,4 @@
-"""pytest plugin (entry point ``pytest11``): ``--bpcheck-target`` and ``--bpcheck-examples``.
+"""pytest plugin (entry point ``pytest11``): ``--bpcheck-target``, ``--bpcheck-examples``, ``--bpcheck-layers``.
 
 With ``--bpcheck-target``, bpcheck's own property suite (``tests/`` of a bpcheck
 checkout; it is not installed with the package) judges that implementation
@@ -12,6 +12,12 @@ instead of the NumPy reference. From any directory:
 Each case is judged by ``bpcheck.judge.judge`` with its case-level findings, as in every entry
 point: inputs overwritten in place, unknown gradient keys, state kept across calls (the target is
 called three times a case: the case, the same shapes with other values, the case again).
+
+With ``--bpcheck-layers`` (a CS231n-style layers module, docs/layers_contract.md; add
+``--bpcheck-extended`` if it takes the contract's extensions), ``tests/test_layers_target.py``
+checks every op the module defines, one test per op, with ``bpcheck.assert_op``:
+
+    pytest /path/to/bpcheck/tests/test_layers_target.py --bpcheck-layers path/to/layers.py
 
 (``pytest --pyargs tests`` cannot work: ``tests`` is not an installed package.)
 A ``module:function`` target resolves from the current directory, as under
@@ -28,6 +34,10 @@ def pytest_addoption(parser):
     group = parser.getgroup("bpcheck")
     group.addoption("--bpcheck-target", dest="bpcheck_target", default=None, metavar="TARGET",
                     help="implementation to check: module:function or path/to/file.py:function")
+    group.addoption("--bpcheck-layers", dest="bpcheck_layers", default=None, metavar="FILE",
+                    help="a CS231n-style layers module for tests/test_layers_target.py")
+    group.addoption("--bpcheck-extended", dest="bpcheck_extended", action="store_true",
+                    help="the layers module takes the contract's extensions (pairs, dilation)")
     group.addoption("--bpcheck-examples", dest="bpcheck_examples", default=None, type=int, metavar="N",
                     help="Hypothesis examples per property (overrides the profile)")
 
@@ -51,4 +61,5 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     target = config.getoption("bpcheck_target", default=None)
-    return f"bpcheck: target {target}" if target else None
+    layers = config.getoption("bpcheck_layers", default=None)
+    return [f"bpcheck: {what} {name}" for what, name in (("target", target), ("layers", layers)) if name]

@@ -139,3 +139,15 @@ def test_inputs_overwritten_in_place_are_a_bug(tmp_path):
 def test_builtin_limits_are_declined_not_failed():
     report = check_op("batchnorm", candidate=candidates.builtin(ops.get("batchnorm"), "torch"))
     assert report.verdict == "pass" and report.notes["unsupported"] > 0
+
+
+def test_the_pytest_plugin_checks_every_op_a_layers_module_defines(tmp_path):
+    def pytest_run(*extra):
+        return subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_layers_target.py"), "-q",
+                               "-p", "no:randomly", "-p", "no:cacheprovider", *extra],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    good = pytest_run("--bpcheck-layers", str(ROOT / "examples" / "cs231n_layers.py"), "--bpcheck-extended")
+    assert good.returncode == 0 and "13 passed" in good.stdout, good.stdout[-2000:]
+    bad = pytest_run("--bpcheck-layers", str(ROOT / "examples" / "buggy_batchnorm.py"))
+    assert bad.returncode == 1, bad.stdout[-2000:]
+    assert "1 failed, 12 skipped" in bad.stdout and "without the mean(dxhat)" in bad.stdout
