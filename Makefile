@@ -27,6 +27,7 @@ proof: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/ops.py
 
 # Headless Chromium for the report's browser test and Node.js for the JavaScript example
 # (Debian packages; needs root). CI fails a test that skips for want of either.
