@@ -497,7 +497,7 @@ def _op_report(out):
     failing = [g for g in report["groups"] if g["failing"]]
     cases = sum(g["cases"] for g in report["groups"])
     click.echo(f"{cases} op cases in {time.perf_counter() - start:.1f} s, {len(failing)} failing groups; "
-               f"wrote {out}/ops.json, ops.md, ops_cases.jsonl")
+               f"wrote {out}/ops.json, ops.md, ops.html, ops_cases.jsonl")
     for g in failing:
         click.echo(f"  {g['op']} {g['dtype']} {g['who']}: {g['failing']} failing", err=True)
     return 1 if failing else 0

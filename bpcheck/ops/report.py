@@ -6,8 +6,12 @@ jax bindings) are judged on the covering set (every edge family, ``per_family`` 
 compiles per shape, so it gets ``jax_per_family``). Per (op, dtype, implementation): cases judged,
 failing, declined, notes; the largest and median error in units of the tolerance (below 1 passes);
 and the median sensitivity -- the tolerance relative to ||g*||, the smallest one-tensor relative error
-the check catches. Every judged case streams to ``ops_cases.jsonl`` as it is judged.
+the check catches. ``ops.html`` draws the largest error per op and implementation against the tolerance
+(1) on a log scale, one panel per dtype. Every judged case streams to ``ops_cases.jsonl`` as it is judged.
 """
+import base64
+import html
+import io
 import json
 import time
 from pathlib import Path
@@ -19,7 +23,7 @@ from bpcheck.ops import candidates as cand
 from bpcheck.ops.cases import cases
 from bpcheck.ops.check import judge_case
 
-__all__ = ["op_report", "implementations", "write_markdown"]
+__all__ = ["op_report", "implementations", "write_markdown", "write_html"]
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = {"reference": ROOT / "reference" / "layers.py", "second": ROOT / "examples" / "cs231n_layers.py"}
@@ -85,6 +89,7 @@ def op_report(out_dir, *, per_family=4, jax_per_family=1, seed=0, only=None, ech
                       for n in (only or ops.names())}}
     (out_dir / "ops.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     write_markdown(report, out_dir / "ops.md")
+    write_html(report, out_dir / "ops.html")
     return report
 
 
@@ -106,3 +111,49 @@ def write_markdown(report, path):
     for g in failing:
         lines.append(f"- {g['op']} {g['dtype']} {g['who']}: " + "; ".join(g["failing_cases"]))
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _plot(report):
+    """A PNG (base64): per dtype, the largest error / tolerance of each implementation on each op."""
+    from matplotlib.figure import Figure
+    names = sorted({g["op"] for g in report["groups"]})
+    whos = sorted({g["who"] for g in report["groups"]})
+    fig = Figure(figsize=(11, 6.5), dpi=100)
+    for row, dtype in enumerate(("float32", "float64")):
+        ax = fig.add_subplot(2, 1, row + 1)
+        width = 0.8 / max(len(whos), 1)
+        for k, who in enumerate(whos):
+            got = {g["op"]: g["max_ratio"] for g in report["groups"] if g["who"] == who and g["dtype"] == dtype}
+            xs = [i + k * width for i, n in enumerate(names) if n in got]
+            ax.bar(xs, [max(got[n], 1e-6) for n in names if n in got], width, label=who)
+        ax.axhline(1.0, color="black", linewidth=1, linestyle="--")
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{dtype}: max error / tolerance")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
+        ax.set_xticklabels(names if row else [""] * len(names), rotation=60, ha="right", fontsize=8)
+        if not row:
+            ax.legend(fontsize=8, ncol=len(whos))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def write_html(report, path):
+    """One self-contained page: the plot and the table, every string escaped."""
+    esc = html.escape
+    head = ["op", "dtype", "implementation", "cases", "failing", "declined", "tie", "max", "median", "sensitivity"]
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
+            g["op"], g["dtype"], g["who"], g["cases"], g["failing"], g["declined"], g["tie"],
+            f"{g['max_ratio']:.3g}", f"{g['median_ratio']:.3g}", f"{g['median_sensitivity']:.2g}")) + "</tr>"
+        for g in report["groups"])
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>bpcheck op report</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:right}"
+            "td:nth-child(-n+3){text-align:left}</style></head><body><h1>bpcheck op report</h1>"
+            f"<p>{esc('Each op x dtype x implementation against the certified truth on every edge family of its record. ')}"
+            f"{esc('Bars: the largest error of any tensor in units of its tolerance (a tensor passes below the dashed line at 1).')}</p>"
+            f"<img alt='largest error per op and implementation' src='data:image/png;base64,{_plot(report)}'>"
+            "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + rows + "</tbody></table></body></html>\n")
+    Path(path).write_text(page)

@@ -57,7 +57,8 @@ def _parts(ns, a, c, h):
     eps = h.get("label_smoothing", 0.0)
     onehot = np.zeros((n, k))
     onehot[rows[kept], y[kept]] = 1.0
-    q = ns.const((1 - eps) * onehot + eps / k) if eps else ns.const(onehot)
+    q = (ns.const(onehot) * (ns.const(1.0) - ns.const(eps)) + ns.const(eps) / ns.const(float(k))) if eps \
+        else ns.const(onehot)                                 # eps is the given float; q's roundings are modelled
     return logp, expd / total, q, kept
 
 

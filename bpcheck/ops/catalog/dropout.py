@@ -27,12 +27,17 @@ def _draw(rng, family, dtype):
                 {"p": p, "seed": seed})
 
 
+def _scale(ns, h):
+    """1 / p as an operation (rounded in the dtype), never as a float64 literal taken for exact."""
+    return ns.const(1.0) / ns.const(h["p"])
+
+
 def _forward(ns, a, c, h):
-    return ns.where(c["mask"], a["x"] * ns.const(1.0 / h["p"]), ns.const(0.0))
+    return ns.where(c["mask"], a["x"] * _scale(ns, h), ns.const(0.0))
 
 
 def _vjp(ns, a, c, h, dout):
-    return {"x": ns.where(c["mask"], dout * ns.const(1.0 / h["p"]), ns.const(0.0))}
+    return {"x": ns.where(c["mask"], dout * _scale(ns, h), ns.const(0.0))}
 
 
 def _call(fwd, a, c, h):
@@ -48,6 +53,6 @@ DROPOUT = Op(
     jax=lambda jax, a, c, h: jax.numpy.where(c["mask"], a["x"] / h["p"], 0.0),
     cs231n=("dropout_forward", "dropout_backward", _call, lambda r: {"x": r}),
     slips=(Slip("no_mask", "dropout backward without the mask: dout / p everywhere",
-                lambda ns, a, c, h, dout: {"x": dout * ns.const(1.0 / h["p"])}),
+                lambda ns, a, c, h, dout: {"x": dout * _scale(ns, h)}),
            Slip("no_scale", "dropout backward without the 1/p scale: dout * mask",
                 lambda ns, a, c, h, dout: {"x": ns.where(c["mask"], dout, ns.const(0.0))})))
