@@ -42,7 +42,6 @@ import numpy as np
 from bpcheck import rounding
 
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
-Z_TIMES = ("silu", "gelu", "gelu_tanh")     # z times a function that underflows: z sigma(z), z Phi(z)
 
 
 @dataclass
@@ -161,7 +160,7 @@ def _bounds(case, truth, safety, same_a, ft):
             f, d1, d2, rho_f, rho_d = (np.asarray(v, ft) for v in rounding.activation(layer["activation"], z[i]))
             # an intermediate flushed or subnormal is off by up to tiny absolutely; in z sigma(z) and
             # z Phi(z) (silu's 1 / (1 + e^-z) once e^-z overflows) z multiplies it
-            floor = (1 + np.abs(np.asarray(z[i], ft))) * flush if layer["activation"] in Z_TIMES else flush
+            floor = (1 + np.abs(np.asarray(z[i], ft))) * flush if layer["activation"] in rounding.Z_TIMES else flush
             rho_f, rho_d = np.maximum(rho_f, floor), np.maximum(rho_d, floor)
             if layer["activation"] in ("relu", "leaky_relu"):       # across the kink, the steeper side
                 d1 = np.where(np.abs(z[i]) <= np.sqrt(s_z2) * u * safety, 1.0, d1)

@@ -50,6 +50,7 @@ from scipy.special import erf, erfc
 # The one definition: compare.TOLERANCE["k_fn"] reports this constant, and tests/test_rounding.py
 # checks the libraries against it.
 K_FN = 8.0
+Z_TIMES = ("silu", "gelu", "gelu_tanh")     # z times a function that underflows: z sigma(z), z Phi(z)
 
 _K = math.sqrt(2 / math.pi)   # gelu_tanh's sqrt(2/pi)
 _C = 0.044715

@@ -3,7 +3,8 @@
 ``draw_case(op, family, dtype, seed)`` asks the record for inputs of ``family`` and draws the
 cotangent (the upstream gradient dout) itself: standard normal entries with a random scale, never all
 equal, except in family ``uniform_cotangent`` where it is all ones (what ``.sum().backward()``
-sends; a normalisation's exact input gradient is then 0). ``cases(op, dtypes, per_family, seed)``
+sends; with gamma constant along the normalised axes, as freshly initialised, a normalisation's
+exact input gradient is then 0, and so is softmax's). ``cases(op, dtypes, per_family, seed)``
 is the covering set of a run: every family of the record in every dtype, ``per_family`` cases each,
 so every edge family is visited on every run whatever the seed. A case saves as ``name.json`` (op,
 dtype, family, seed, hyper-parameters) beside ``name.npz`` (arrays ``inputs/<name>``,
@@ -78,7 +79,7 @@ def _out(op, draw):
 def draw_case(op, family, dtype, seed):
     """One case of ``family`` in ``dtype`` ("float32" or "float64"), reproducible from ``seed``."""
     rng = _rng(seed, op.name, family, dtype)
-    draw = op.draw(rng, "plain" if family == "uniform_cotangent" else family, dtype)
+    draw = op.draw(rng, family, dtype)            # a draw treats a family it does not name as plain
     cot = _cotangent(rng, np.shape(_out(op, draw)), dtype, family)
     return OpCase(op.name, dtype, family, int(seed), dict(draw.inputs), dict(draw.constants),
                   dict(draw.hyper), cot)

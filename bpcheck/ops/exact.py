@@ -114,6 +114,9 @@ class _Mp(Exact):
     def log1p(self, a):
         return np.frompyfunc(mpmath.log1p, 1, 1)(a)
 
+    def matmul(self, a, b):
+        return np.matmul(a, b)                   # mpf objects: NumPy's object loop, at mpmath's precision
+
     def activation(self, name, z):
         """f(z) by its textbook definition (the cross-check differentiates it; no f' is needed)."""
         return np.frompyfunc(_MP_ACTIVATIONS[name], 1, 1)(z), None

@@ -15,8 +15,9 @@ from typing import Callable
 
 __all__ = ["Op", "Slip", "Convention", "Draw", "COMMON_FAMILIES"]
 
-# Families every op has: a non-uniform cotangent on ordinary inputs, and the same inputs under an
-# all-ones cotangent (what `.sum().backward()` sends; a normalisation's true input gradient is then 0).
+# Families every op has: a non-uniform cotangent on ordinary inputs, and an all-ones cotangent (what
+# `.sum().backward()` sends; a normalisation with gamma constant along its axes then has an exact input
+# gradient of 0). A record's draw treats a family it does not name as plain.
 COMMON_FAMILIES = ("plain", "uniform_cotangent")
 
 

@@ -42,19 +42,21 @@ def _draw(rng, family, dtype):
         pad = [kh - 1, kw - 1] if kh > 1 else [1, 1]
     s = 2 if family in ("stride_remainder", "padding_border") else 1
     stride = [s, s] if family != "non_square" else stride
-    span_h, span_w = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
-    h = span_h - 2 * pad[0] + int(rng.integers(0, 4))
-    w = span_w - 2 * pad[1] + int(rng.integers(0, 4))
-    if family == "stride_remainder":                       # (H + 2p - span) % s != 0: a row never read
-        h += 1 - (h + 2 * pad[0] - span_h) % 2
-        w += 1 - (w + 2 * pad[1] - span_w) % 2
     if family == "kernel_full":                            # the kernel covers the padded input: OH = OW = 1
+        kh, kw = int(rng.integers(2, 4)), int(rng.integers(2, 4))
+        pad = [int(rng.integers(0, (kh + 1) // 2)), int(rng.integers(0, (kw + 1) // 2))]
+    span_h, span_w = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
+    # H + 2p = span + stride * k + r: k whole strides past the first window, r rows never read
+    h, w = (span - 2 * p + stride_ * int(rng.integers(0, 3)) for span, p, stride_ in
+            ((span_h, pad[0], stride[0]), (span_w, pad[1], stride[1])))
+    if family == "stride_remainder":
+        h, w = h + 1, w + 1                                # r = 1 < stride 2
+    if family == "kernel_full":
         h, w = span_h - 2 * pad[0], span_w - 2 * pad[1]
-    h, w = max(h, 1), max(w, 1)
-    while h + 2 * pad[0] < span_h:
-        h += 1
-    while w + 2 * pad[1] < span_w:
-        w += 1
+    while h < 1:                                           # keep H >= 1 without changing H + 2p mod stride
+        h += stride[0]
+    while w < 1:
+        w += stride[1]
     return Draw({"x": rng.standard_normal((n, c, h, w)).astype(dtype),
                  "w": (rng.standard_normal((f, c, kh, kw)) / np.sqrt(c * kh * kw)).astype(dtype),
                  "b": rng.standard_normal(f).astype(dtype)},

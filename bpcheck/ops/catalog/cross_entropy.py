@@ -26,17 +26,17 @@ def _draw_with(rng, family, dtype, *, options=True):
     c = 1 if family == "one_class" else int(rng.integers(2, 7))
     x = rng.standard_normal((n, c)) * rng.uniform(0.5, 3.0)
     y = rng.integers(0, c, size=n)
-    if family == "confident":                                # the label's logit far above the rest
-        x[np.arange(n), y] += rng.uniform(15, 40 if dtype == "float32" else 60)
+    if family == "confident":                                # the label's logit 15 or more above every other
+        x[np.arange(n), y] = x.max(axis=1) + rng.uniform(15, 40 if dtype == "float32" else 60, size=n)
     hyper = {}
     if options:
         reduction = "none" if family == "all_ignored" and rng.random() < 0.5 else str(rng.choice(REDUCTIONS))
         if family == "all_ignored" and reduction == "mean":
             reduction = "sum"
         ignore = int(rng.choice([-100, -1]))
-        if family == "some_ignored":
-            y[rng.permutation(n)[: max(1, n // 2)]] = ignore
-            y[0] = y[0] if n == 1 else int(rng.integers(0, c))             # keep one label
+        if family == "some_ignored":                         # n >= 2: at least one ignored, at least one kept
+            order = rng.permutation(n)
+            y[order[: int(rng.integers(1, n))]] = ignore
         if family == "all_ignored":
             y[:] = ignore
         hyper = {"ignore_index": ignore, "reduction": reduction,

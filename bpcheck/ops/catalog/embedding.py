@@ -19,7 +19,9 @@ def _draw(rng, family, dtype):
         idx.flat[-1] = idx.flat[0]
         if idx.size < 2:
             n, t, idx = 1, 2, np.array([[idx.flat[0]] * 2])
-    if family == "all_same_index":
+    if family == "all_same_index":                         # two or more lookups, one row
+        if idx.size < 2:
+            idx = np.repeat(idx, 2, axis=1)
         idx[:] = idx.flat[0]
     if family == "unused_rows":
         v = int(idx.max()) + 3

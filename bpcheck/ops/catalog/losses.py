@@ -21,7 +21,8 @@ from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
 
 __all__ = ["LOSS_OPS"]
 
-FAMILIES = COMMON_FAMILIES + ("batch1", "exact_fit", "saturated")
+FAMILIES = COMMON_FAMILIES + ("batch1", "exact_fit")
+SATURATED = {"float32": (20.0, 88.0), "float64": (40.0, 700.0)}     # |z| past -log u, up to exp's range
 
 
 def _draw_for(kind):
@@ -30,19 +31,19 @@ def _draw_for(kind):
         shape = (n, int(rng.integers(1, 5)))
         if kind == "bce":
             a = rng.uniform(0.02, 0.98, size=shape)
-            if family == "saturated":                       # a within 1e-6 of 0 or 1 (exactly held)
+            if family == "saturated":                       # every a within 1e-4 of 0 or 1 (held in the dtype)
                 a = np.where(rng.random(shape) < 0.5, 10.0 ** -rng.uniform(4, 6, size=shape),
-                             1 - 10.0 ** -rng.uniform(4, 6, size=shape))
+                             1 - 10.0 ** -rng.uniform(4, 6.5 if dtype == "float32" else 12, size=shape))
             y = rng.integers(0, 2, size=shape).astype(float)
         else:
-            a = rng.standard_normal(shape) * (30.0 if family == "saturated" and kind == "logits" else 2.0)
+            a = rng.standard_normal(shape) * 2.0
+            if family == "saturated":                       # every |z| past -log u: sigma(z) rounds to 0 or 1
+                a = rng.choice([-1, 1], size=shape) * rng.uniform(*SATURATED[dtype], size=shape)
             y = rng.integers(0, 2, size=shape).astype(float) if kind == "logits" else rng.standard_normal(shape)
         a = a.astype(dtype)
-        if family == "exact_fit":                            # a residual of exactly 0 in some entries
-            if kind == "squared":
-                y.flat[: max(1, y.size // 2)] = a.flat[: max(1, y.size // 2)]
-            elif kind == "bce":
-                a = np.where(rng.random(shape) < 0.5, np.asarray(0.5, dtype), a).astype(dtype)
+        if family == "exact_fit":                            # a residual of exactly 0 in half the entries
+            half = max(1, y.size // 2)
+            y.flat[:half] = a.flat[:half]                    # soft targets y = a for BCE: its gradient is 0 there
         return Draw({"a": a}, {"y": np.asarray(y, dtype=dtype)})
     return draw
 
@@ -91,7 +92,7 @@ def _logits_vjp(ns, a, c, h, dout):
 
 
 def _record(name, kind, forward, vjp, torch_fn, jax_fn):
-    families = FAMILIES if kind != "logits" else tuple(f for f in FAMILIES if f != "exact_fit")
+    families = {"squared": FAMILIES, "bce": FAMILIES + ("saturated",), "logits": COMMON_FAMILIES + ("batch1", "saturated")}[kind]
     return Op(name=name, definition=f"loss {name}: a scalar of predictions a (N, D) and targets y (N, D)",
               inputs=("a",), constants=("y",), forward=forward, vjp=vjp, draw=_draw_for(kind), families=families,
               torch=torch_fn, jax=jax_fn,

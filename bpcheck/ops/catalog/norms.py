@@ -65,10 +65,10 @@ def _values(rng, shape, dtype, family, axes):
     """Inputs of ``family``: a constant slice along the normalised axes, or a large mean over a small
     spread (mu / sigma from 10^2 to 10^4), else standard normal with random scales."""
     x = rng.standard_normal(shape) * rng.uniform(0.5, 3.0)
-    if family == "large_mean":
-        sigma = rng.uniform(0.01, 1.0)
-        ratio = 10.0 ** rng.uniform(2, 4, size=[1 if i in axes else n for i, n in enumerate(shape)])
-        x = sigma * (rng.standard_normal(shape) + ratio * rng.choice([-1, 1]))
+    if family == "large_mean":                            # mean / spread of each slice itself: 10^2..10^4
+        spread = np.std(x, axis=axes, keepdims=True)
+        ratio = 10.0 ** rng.uniform(2.05, 4, size=spread.shape)
+        x = x + ratio * np.where(spread > 0, spread, 1.0) * rng.choice([-1, 1])
     if family == "constant_features":
         keep = [0 if i in axes else slice(None) for i in range(len(shape))]
         first = np.expand_dims(x[tuple(keep)], axes)
@@ -76,8 +76,11 @@ def _values(rng, shape, dtype, family, axes):
     return x.astype(dtype)
 
 
-def _params(rng, shape, dtype, beta=True):
-    p = {"gamma": (rng.standard_normal(shape) * 1.5).astype(dtype)}
+def _params(rng, shape, dtype, beta=True, family="plain"):
+    """gamma (and beta); under a uniform cotangent gamma is one value throughout, as initialised,
+    which makes the exact input gradient 0 (a gamma varying along the normalised axes does not)."""
+    gamma = np.full(shape, rng.uniform(0.5, 2.0)) if family == "uniform_cotangent" else rng.standard_normal(shape) * 1.5
+    p = {"gamma": gamma.astype(dtype)}
     if beta:
         p["beta"] = rng.standard_normal(shape).astype(dtype)
     return p
@@ -92,6 +95,7 @@ def _eps(rng, family):
 def _bn_draw(spatial):
     def draw(rng, family, dtype):
         n = {"small_batch": int(rng.integers(1, 3)), "axis_size_1": 1}.get(family, int(rng.integers(2, 7)))
+        n = max(n, 2) if family == "large_mean" else n
         if spatial:
             c = int(rng.integers(1, 4))
             h, w = (1, 1) if family == "axis_size_1" else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
@@ -99,7 +103,7 @@ def _bn_draw(spatial):
         else:
             shape, axes = (n, int(rng.integers(1, 6))), (0,)
         x = _values(rng, shape, dtype, family, axes)
-        return Draw({"x": x, **_params(rng, (shape[1],), dtype)}, {}, {"eps": _eps(rng, family)})
+        return Draw({"x": x, **_params(rng, (shape[1],), dtype, family=family)}, {}, {"eps": _eps(rng, family)})
     return draw
 
 
@@ -217,7 +221,7 @@ def _ln_draw(beta):
         n = {"small_batch": int(rng.integers(1, 3))}.get(family, int(rng.integers(1, 5)))
         d = 1 if family == "axis_size_1" else int(rng.integers(2, 9))
         x = _values(rng, (n, d), dtype, family, (1,))
-        return Draw({"x": x, **_params(rng, (d,), dtype, beta)}, {}, {"eps": _eps(rng, family)})
+        return Draw({"x": x, **_params(rng, (d,), dtype, beta, family)}, {}, {"eps": _eps(rng, family)})
     return draw
 
 
@@ -276,11 +280,12 @@ def _gn_draw(rng, family, dtype):
     n = {"small_batch": 1}.get(family, int(rng.integers(1, 4)))
     hw = (1, 1) if family == "axis_size_1" else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
     shape = (n, c) + hw
-    x = _values(rng, shape, dtype, family, (1, 2, 3)) if family != "constant_features" else None
+    per_group = (n, groups, c // groups * hw[0] * hw[1])          # the normalised slices, one per row
+    x = _values(rng, per_group, dtype, family, (2,)).reshape(shape) if family != "constant_features" else None
     if x is None:                                           # constant over each group, as the axes say
         x = np.repeat(rng.standard_normal((n, groups, 1, 1, 1)), c // groups, axis=2)
         x = np.broadcast_to(x, (n, groups, c // groups) + hw).reshape(shape).astype(dtype)
-    p = _params(rng, (1, c, 1, 1), dtype)
+    p = _params(rng, (1, c, 1, 1), dtype, family=family)
     return Draw({"x": x, **p}, {}, {"G": groups, "eps": _eps(rng, family)})
 
 

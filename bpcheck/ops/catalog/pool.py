@@ -34,32 +34,52 @@ def _geometry(rng, family):
 
 
 def _plane(rng, family, ph, pw, stride, pad=0):
-    h = ph - 2 * pad + stride * int(rng.integers(0, 3))
+    """(H, W) with H + 2 pad = window + stride * k (+ 1 in stride_remainder: a row never read; k >= 1
+    when overlapping, so some entry is in two windows); at least the window minus the padding."""
+    k = int(rng.integers(1 if family == "overlapping" else 0, 3))
+    h = ph - 2 * pad + stride * k
     w = pw - 2 * pad + stride * int(rng.integers(0, 3))
     if family == "stride_remainder":
         h, w = h + 1, w + 1
     if family == "window_full":
         h, w = ph - 2 * pad, pw - 2 * pad
-    return max(h, 1), max(w, 1)
+    while h < 1:
+        h += stride
+    while w < 1:
+        w += stride
+    return h, w
+
+
+def _tied_windows(rng, x, ph, pw, stride, dtype, near):
+    """Every window gets a second entry equal to its maximum (exact), or exactly one ulp below a maximum
+    that stays unique (near). Windows do not overlap here (stride = window), so each is set alone."""
+    x = x.astype(dtype).astype(np.float64)
+    n, c, h, w = x.shape
+    for i in range(0, h - ph + 1, stride):
+        for j in range(0, w - pw + 1, stride):
+            win = x[:, :, i:i + ph, j:j + pw].reshape(n, c, -1)
+            top = np.argmax(win, axis=-1)
+            other = (top + 1 + rng.integers(0, ph * pw - 1, size=top.shape)) % (ph * pw)
+            peak = np.take_along_axis(win, top[..., None], -1)[..., 0]
+            value = np.nextafter(peak.astype(dtype), np.asarray(-np.inf, dtype)).astype(np.float64) if near else peak
+            np.put_along_axis(win, other[..., None], value[..., None], -1)
+            x[:, :, i:i + ph, j:j + pw] = win.reshape(n, c, ph, pw)
+    return x.astype(dtype)
 
 
 def _max_draw(rng, family, dtype):
     fam = "plain" if family in ("ties_exact", "ties_near") else family
     ph, pw, stride = _geometry(rng, fam)
+    if family in ("ties_exact", "ties_near"):
+        ph, pw = max(ph, 2), max(pw, 2)
+        stride = max(ph, pw)
     h, w = _plane(rng, fam, ph, pw, stride)
     h, w = max(h, ph), max(w, pw)
     x = rng.standard_normal((int(rng.integers(1, 3)), int(rng.integers(1, 3)), h, w))
-    if family in ("ties_exact", "ties_near"):                 # every window's maximum tied, or 1 ulp apart
-        x = np.round(x * 2) / 2
-        x[..., ::2, ::2] = np.max(x) if family == "ties_exact" else x[..., ::2, ::2]
-        x = np.maximum(x, np.max(x) - 1.5)
-        x[..., :, :] = np.where(rng.random(x.shape) < 0.5, np.max(x), x)
-    x = x.astype(dtype)
-    if family == "ties_near":
-        top = x.max()
-        x = np.where(x == top, np.where(rng.random(x.shape) < 0.5, top, np.nextafter(top, -np.inf)), x)
-        x = x.astype(dtype)
-    return Draw({"x": x}, {}, {"pool_height": ph, "pool_width": pw, "stride": stride})
+    if family in ("ties_exact", "ties_near"):
+        return Draw({"x": _tied_windows(rng, x, ph, pw, stride, dtype, family == "ties_near")}, {},
+                    {"pool_height": ph, "pool_width": pw, "stride": stride})
+    return Draw({"x": x.astype(dtype)}, {}, {"pool_height": ph, "pool_width": pw, "stride": stride})
 
 
 def _windows(ns, x, h, pad=0):

@@ -17,9 +17,9 @@ SPAN = {"float32": 110.0, "float64": 760.0}       # a row spanning past exp's un
 def _draw(rng, family, dtype):
     shape = (int(rng.integers(1, 5)), 1 if family == "one_column" else int(rng.integers(2, 7)))
     x = rng.standard_normal(shape) * 2.0
-    if family == "peaked":
+    if family == "peaked":                                  # each row from 0 down to past exp's underflow
         x = rng.uniform(-SPAN[dtype], 0.0, size=shape)
-        x[:, 0] = 0.0
+        x[:, 0], x[:, -1] = 0.0, -SPAN[dtype]
     if family == "tied_rows":
         x[:] = x[:, :1]
     return Draw({"x": x.astype(dtype)})
