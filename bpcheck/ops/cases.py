@@ -22,7 +22,7 @@ import numpy as np
 from bpcheck.ops.algebra import Plain
 from bpcheck.spec import schema
 
-__all__ = ["OpCase", "draw_case", "cases", "save", "load", "with_draw"]
+__all__ = ["OpCase", "draw_case", "cases", "save", "load", "with_draw", "schema_document"]
 
 
 @dataclass
@@ -99,6 +99,16 @@ def save(case, path):
     arrays = {f"inputs/{k}": v for k, v in case.inputs.items()}
     arrays.update({f"constants/{k}": v for k, v in case.constants.items()})
     np.savez(path.with_suffix(".npz"), cotangent=case.cotangent, **arrays)
+
+
+def schema_document(registry):
+    """The op case JSON Schema with the op and family enums of ``registry`` (name -> record):
+    ``bpcheck op --schema`` prints it, and bpcheck/schemas/op_case.schema.json is its output."""
+    doc = dict(schema("op_case.schema.json"))
+    props = {k: dict(v) for k, v in doc["properties"].items()}
+    props["op"] = {"enum": list(registry)}
+    props["family"] = {"enum": sorted({f for op in registry.values() for f in op.families})}
+    return {**doc, "properties": props}
 
 
 @lru_cache(maxsize=None)

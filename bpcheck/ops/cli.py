@@ -21,7 +21,7 @@ import click
 from bpcheck import ops
 from bpcheck.backends import load_function
 from bpcheck.ops import candidates as cand
-from bpcheck.ops.cases import load
+from bpcheck.ops.cases import load, schema_document
 from bpcheck.ops.check import as_candidate, check_op, diagnosis, judge_case
 from bpcheck.ops.protocol import program
 
@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 from bpcheck import ops
-from bpcheck.ops.cases import load
+from bpcheck.ops.cases import load, schema_document
 from bpcheck.ops.check import diagnosis, judge_case
 from bpcheck.ops.cli import candidate_from
 
@@ -112,9 +112,14 @@ def _report_json(report):
 @click.option("--save-case", metavar="PATH", help="Where the shrunk failing case goes (no suffix).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON too.")
 @click.option("--list", "list_ops", is_flag=True, help="List the catalog and exit.")
+@click.option("--schema", "print_schema", is_flag=True,
+              help="Print the op case JSON Schema (its enums from the catalog) and exit.")
 def op_command(op_name, layers, extended, torch_target, jax_target, exec_command, timeout, dtypes, per_family, seed, case_path,
-               save_case, json_path, list_ops):
+               save_case, json_path, list_ops, print_schema):
     """Check OP_NAME's forward and backward (or `all` the ops a --layers module defines)."""
+    if print_schema:
+        click.echo(json.dumps(schema_document(ops.REGISTRY), indent=2))
+        return
     if list_ops:
         for name, op in ops.REGISTRY.items():
             click.echo(f"{name:18} {op.definition}")
