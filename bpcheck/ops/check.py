@@ -2,7 +2,9 @@
 
 ``check_op(op, candidate)`` draws the covering set (``bpcheck.ops.cases.cases``: every family x dtype x
 ``per_family`` cases, so each edge region is visited on every run), computes each case's truth and
-rounding bound, runs the candidate and judges it (``bpcheck.ops.judge``). On a failure it takes the
+rounding bound, runs the candidate and judges it (``bpcheck.ops.judge``). Then a state check: the
+candidate is called on a plain case, on the same shapes with other values, and on the first again; a
+different second answer is a bug of its own (``state``). On a failure it takes the
 failing case whose first wrong tensor comes earliest (the output before the gradients), the smallest
 of those, and shrinks it with the record's shrink rules (fewer rows, features, channels, smaller windows)
 while the same tensor stays wrong, and says which tensor, which entries, by how much against the
@@ -10,6 +12,8 @@ tolerance, and the hints. ``assert_op`` raises ``AssertionError`` with that diag
 """
 import time
 from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from bpcheck import ops
 from bpcheck.ops import candidates as cand
@@ -151,6 +155,28 @@ def _shrink(op, candidate, case, rows):
     return case, rows
 
 
+def _state_check(op, candidate, case):
+    """Rows of a finding if calling the candidate on ``case``, then on the same shapes with other
+    values, then on ``case`` again gives a different second answer (state kept across calls: a
+    gradient buffer never zeroed, a cache reused), else []. The second answer is also judged."""
+    other = replace(case, inputs={k: (v * 1.5 + 0.25).astype(v.dtype) for k, v in case.inputs.items()},
+                    cotangent=(case.cotangent * -0.75).astype(case.cotangent.dtype))
+    try:
+        first = candidate.run(op, case)
+        candidate.run(op, other)
+        again = candidate.run(op, case)
+    except (cand.CandidateError, cand.Unsupported):
+        return []                                    # the ordinary cases report a candidate that raises
+    same = all(np.array_equal(a, b, equal_nan=True) for a, b in
+               [(first["out"], again["out"])] + [(first["grads"][k], again["grads"].get(k)) for k in first["grads"]
+                                                 if again["grads"].get(k) is not None])
+    if same:
+        return []
+    rows, _ = judge(op, case, again, truth(op, case), bound(op, case))
+    return [{"tensor": "state", "status": "bug", "message": "the same call gave a different answer after a call "
+             "on other values: state kept across calls (a gradient buffer never zeroed, a cache reused)"}] + rows
+
+
 def check_op(op, *, layers=None, torch=None, jax=None, candidate=None, name=None, extended=False,
              dtypes=("float32", "float64"), per_family=4, seed=0, shrink=True, save_to=None):
     """Judge a candidate for ``op`` (a name or a record) on the covering set of its families.
@@ -185,6 +211,11 @@ def check_op(op, *, layers=None, torch=None, jax=None, candidate=None, name=None
             failing.append((_rank(op, rows), case.size, len(failing), case, rows))
         elif cls != "pass":
             report.notes[cls] = report.notes.get(cls, 0) + 1
+    plain = next((c for c in cases(op, dtypes, 1, seed) if c.family == "plain"), None)
+    state = _state_check(op, who, plain) if plain is not None and not report.error else []
+    if state:
+        report.failures += 1
+        failing.append((-1, plain.size, -1, plain, state))
     if failing and not report.error:
         *_, case, rows = min(failing, key=lambda f: f[:3])
         if shrink:
