@@ -20,6 +20,10 @@ arrays, plus the functions below). The same code then runs as
   ||g - g*|| <= SAFETY u ||s|| + floor, as the dense path does.
 - ``Plain()``: float64 NumPy arrays (hints, slips, tie search).
 
+``ns.either(first, *others)`` names forms a correct implementation may use for the same quantity
+(a framework's documented formula beside the record's): every reading takes ``first``'s value, and
+the model's bound covers each form.
+
 Branches (a mask, an argmax) are never taken on balls: a record computes them
 from the inputs' float values, which are exact, so every reading takes the
 same branch.
@@ -177,6 +181,15 @@ class Model:
         a, b = (x if isinstance(x, Err) else self.const(x) for x in (a, b))
         return Err(np.where(mask, a.v, b.v), np.where(mask, a.e, b.e), self)
 
+    def either(self, first, *others):
+        """``first``'s value with a bound covering every form given: a correct implementation may
+        compute the same quantity any of these ways (the record's admissible forms), so the bound is
+        the largest of each form's own bound plus its distance from ``first``."""
+        e = first.e
+        for other in others:
+            e = np.maximum(e, other.e + np.abs(other.v - first.v))
+        return Err(first.v, e, self)
+
     def pad(self, a, width):
         return Err(np.pad(a.v, width), np.pad(a.e, width), self)
 
@@ -266,6 +279,10 @@ class Exact:
     def where(self, mask, a, b):
         return np.where(mask, a, b)
 
+    def either(self, first, *others):
+        """The value is ``first``'s (every form is the same real number)."""
+        return first
+
     def pad(self, a, width):
         out = self.zeros(tuple(n + lo + hi for n, (lo, hi) in zip(a.shape, width)))
         out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(a.shape, width))] = a
@@ -322,6 +339,9 @@ class Plain:
     log = staticmethod(np.log)
     log1p = staticmethod(np.log1p)
     where = staticmethod(np.where)
+
+    def either(self, first, *others):
+        return first
 
     def pad(self, a, width):
         return np.pad(a, width)

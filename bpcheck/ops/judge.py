@@ -27,6 +27,7 @@ from scipy.optimize import nnls
 
 from bpcheck.compare import SAFETY, metrics, underflow_floor
 from bpcheck.ops.algebra import UNIT_ROUNDOFF, Plain
+from bpcheck.rounding import norm2
 
 __all__ = ["judge", "tensor_names"]
 
@@ -53,7 +54,7 @@ def _compare(tensor, g, t, s, dtype):
         return _row(tensor, "bug", "missing")
     if g.shape != t.shape:
         return _row(tensor, "bug", f"shape {g.shape}, expected {t.shape}")
-    norm_s = float(np.sqrt(np.sum(np.square(s)))) if np.all(np.isfinite(s)) else math.inf
+    norm_s = norm2(s) if np.all(np.isfinite(s)) else math.inf        # scaled: s may be ~1e-289
     allowed = SAFETY * u * norm_s + underflow_floor(dtype, t.size)
     with np.errstate(all="ignore"):
         m = metrics(g, t, allowed, scale_norm=u * norm_s)

@@ -83,7 +83,11 @@ def _logits_forward(ns, a, c, h):
     neg = floats(z) < 0
     n = float(np.prod(z.shape))
     per = ns.where(neg, ns.const(0.0), z) - z * y + ns.log1p(ns.exp(ns.where(neg, z, -z)))
-    return ns.sum(per) / ns.const(n)
+    # PyTorch's form (aten binary_cross_entropy_with_logits): (1 - y) z + m + log(e^-m + e^(-z - m)),
+    # m = max(-z, 0): the log of a number near 1 where the loss is small, so an absolute error of u
+    m = ns.where(neg, -z, ns.const(0.0))
+    torch_form = (1 - y) * z + m + ns.log(ns.exp(-m) + ns.exp(-z - m))
+    return ns.sum(ns.either(per, torch_form)) / ns.const(n)
 
 
 def _logits_vjp(ns, a, c, h, dout):
