@@ -424,7 +424,7 @@ def report_command(examples, seed, out, losses, activations, dtypes, max_depth, 
     report.md, index.html and cases.jsonl, and the op report OUT/ops.json, ops.md. Exit 1 if the
     candidate (or, in the op report, any implementation) has a failing row."""
     if ops_only:
-        sys.exit(_op_report(out))
+        sys.exit(_op_report(out, jobs))
     from bpcheck import strategies as bst
     from bpcheck.generate import generate_cases
     from bpcheck.pool import Candidate, run_cases, set_single_thread
@@ -481,19 +481,19 @@ def report_command(examples, seed, out, losses, activations, dtypes, max_depth, 
         sys.exit(EXIT_INTERRUPTED)
     failing = sum(1 for r in records if r["status"] == "ok" and any(row["class"] in ("bug", "precision")
                                                                   for row in r["rows"] + r.get("findings", [])))
-    ops_code = _op_report(out) if with_ops and not shard else 0
+    ops_code = _op_report(out, jobs) if with_ops and not shard else 0
     if failing:
         click.echo(f"{candidate}: {failing} cases with a failing row (class bug or precision): exit 1", err=True)
         sys.exit(1)
     sys.exit(ops_code)
 
 
-def _op_report(out):
-    """Write the op report into ``out``; 1 if any implementation fails a case, else 0."""
+def _op_report(out, jobs):
+    """Write the op report into ``out`` (``jobs`` processes); 1 if any implementation fails a case, else 0."""
     from bpcheck.ops.report import op_report
     start = time.perf_counter()
     click.echo("bpcheck report: the op catalog (reference, second implementation, torch, jax)", err=True)
-    report = op_report(out, echo=lambda line: None)
+    report = op_report(out, jobs=jobs, echo=lambda line: None)
     failing = [g for g in report["groups"] if g["failing"]]
     cases = sum(g["cases"] for g in report["groups"])
     click.echo(f"{cases} op cases in {time.perf_counter() - start:.1f} s, {len(failing)} failing groups; "
