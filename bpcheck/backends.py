@@ -63,8 +63,6 @@ class PythonBackend:
     def trace_lines(self, case):
         """The (file, line) pairs of the function's own source file that a call on ``case`` runs."""
         import inspect
-
-        from bpcheck.explain import traced_call
         try:
             files = {inspect.getsourcefile(self.fn)}
         except TypeError:
@@ -72,6 +70,27 @@ class PythonBackend:
         args = ({**case.spec, "layers": [dict(l) for l in case.spec["layers"]]},
                 {k: v.copy() for k, v in case.params.items()}, case.x.copy(), case.y.copy())
         return traced_call(self.fn, args, files)[1]
+
+
+def traced_call(fn, args, files):
+    """(result or exception, {(file, line)}) of ``fn(*args)`` with the lines run in ``files``."""
+    seen = set()
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename not in files:
+            return None
+        if event == "line":
+            seen.add((frame.f_code.co_filename, frame.f_lineno))
+        return tracer
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        outcome = fn(*args)
+    except Exception as exc:           # a failing call may raise; its lines still count
+        outcome = exc
+    finally:
+        sys.settrace(previous)
+    return outcome, seen
 
 
 class _alarm:

@@ -144,7 +144,7 @@ def compare_on_zoo(examples=1, *, zoo=None, seed=None, out=Path("reports"), jobs
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from bpcheck.selftest import ZOO, members
+    from bpcheck.zoo import ZOO, members
     from bpcheck.records import case_to_json
     cases = baseline_cases(examples, seed=seed, losses=losses, activations=activations)
     found = members(zoo or ZOO)

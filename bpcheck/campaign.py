@@ -27,7 +27,7 @@ import numpy as np
 
 from bpcheck.classify import NOTES
 from bpcheck.records import case_from_json, case_to_json, jsonable
-from bpcheck.selftest import ZOO, members
+from bpcheck.zoo import ZOO, members
 
 SLOW = ("ok_jax_grad",)           # compiles once per architecture: ~1 s a case here
 _WORKER = {}

@@ -7,35 +7,13 @@ are called again with line tracing (``sys.settrace``, only inside the target's
 own source file), and the lines the failing call ran that no passing call ran
 are named. For a slip in a branch (an overflow guard, a ``z == 0`` case, a batch
 of one) that is the line; for a slip on a line every call runs, nothing is
-named and the diagnosis's hints speak instead. Tracing happens where the target
-runs: in its worker process (``bpcheck.pyworker``, request field ``trace``) or
-in this process for an in-process target.
+named and the diagnosis's hints speak instead. Tracing (``bpcheck.backends.traced_call``)
+happens where the target runs: in its worker process (``bpcheck.pyworker``, request
+field ``trace``) or in this process for an in-process target.
 """
 import linecache
-import sys
 
 PASSING = 20
-
-
-def traced_call(fn, args, files):
-    """(result or exception, {(file, line)}) of ``fn(*args)`` with the lines run in ``files``."""
-    seen = set()
-
-    def tracer(frame, event, arg):
-        if frame.f_code.co_filename not in files:
-            return None
-        if event == "line":
-            seen.add((frame.f_code.co_filename, frame.f_lineno))
-        return tracer
-    previous = sys.gettrace()
-    sys.settrace(tracer)
-    try:
-        outcome = fn(*args)
-    except Exception as exc:           # a failing call may raise; its lines still count
-        outcome = exc
-    finally:
-        sys.settrace(previous)
-    return outcome, seen
 
 
 def lines_only_in_failing(backend, failing, passing):

@@ -31,12 +31,35 @@ import numpy as np
 from bpcheck.bounds import running_bounds
 from bpcheck.classify import NOTES, REAL, classify
 from bpcheck.compare import SAFETY, allowed_error, compare, lookup, tensors
-from bpcheck.diagnose import first_divergence
 from bpcheck.rounding import norm2
 from bpcheck.spec import Case
 from bpcheck.truth import exact
 
 RERUN_WHEN = ("always", "failing")
+_TENSORS = ("delta", "b", "W")
+
+
+def chain_order(rows):
+    """Rows in chain-rule order: activations (forward), loss, then from the output layer by layer
+    delta, b, W, and last the input gradient."""
+    depth = 1 + max((r["layer"] for r in rows if r["layer"] is not None), default=-1)
+
+    def key(row):
+        if row["tensor"] == "activation":
+            return (0, row["layer"], 0)
+        if row["tensor"] == "loss":
+            return (1, 0, 0)
+        if row["tensor"] == "input_grad":
+            return (3, 0, 0)
+        return (2, depth - row["layer"], _TENSORS.index(row["tensor"]))
+    return sorted(rows, key=key)
+
+
+def first_divergence(rows):
+    """The first really wrong row in chain order (else the first failing one, else None)."""
+    ordered = chain_order(rows)
+    return (next((r for r in ordered if r["class"] in REAL), None)
+            or next((r for r in ordered if r["class"] != "pass"), None))
 
 
 @dataclass

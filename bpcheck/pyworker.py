@@ -64,7 +64,7 @@ def main(argv=None):
         return 3
     send({"protocol": PROTOCOL, "name": args.target, "activations": list(ACTIVATIONS), "losses": list(LOSSES),
           "dtypes": list(DTYPES), "encoding": "base64", "trace": True})
-    from bpcheck.explain import traced_call
+    from bpcheck.backends import traced_call
     source = {_source_file(fn)} - {None}
     for line in sys.stdin:
         if not line.strip():

@@ -12,8 +12,34 @@ import json
 import math
 
 from bpcheck.records import printable
-from bpcheck.report import GROUPINGS, POSITIONS, _flags, _index
 from bpcheck.spec import ACTIVATIONS, LOSSES
+
+POSITIONS = tuple(f"layer {i}" for i in range(64)) + ("input_grad", "loss")
+
+# Groupings: name -> the row fields (beyond who and dtype) that key a group.
+GROUPINGS = {
+    "summary": (),
+    "loss": ("loss",),
+    "layer": ("position",),
+    "depth": ("depth",),
+    "activation": ("activation",),
+    "tensor": ("tensor",),
+    "width": ("width",),
+    "loss_layer": ("loss", "position"),
+    "loss_activation": ("loss", "activation"),
+}
+
+
+def _flags(meta):
+    """The run's flags: meta["flags"], or meta itself for callers that keep them at the top."""
+    if isinstance(meta.get("flags"), dict):
+        return meta["flags"]
+    return {k: v for k, v in meta.items() if k not in ("timing", "command")}
+
+
+def _index(seq):
+    return lambda v: (seq.index(v) if v in seq else len(seq), v)
+
 
 RULE = ("Every row is one tensor (the loss, a layer's activation, delta = dC/dz, dC/db or dC/dW, or the input "
         "gradient) of one case, compared with the exact values (python-flint ball arithmetic, certified). "

@@ -31,12 +31,12 @@ import click
 
 from bpcheck.classify import CLASSES, NOTES, REAL
 from bpcheck.generate import coverage as edge_coverage
+from bpcheck.render import GROUPINGS, POSITIONS, _flags, _index
 from bpcheck.spec import ACTIVATIONS, DTYPES, LOSSES
 from bpcheck.strategies import EDGE_SHARE
 
 REPORT_VERSION = 2
 ORACLE_NAMES = ("torch", "jax")
-POSITIONS = tuple(f"layer {i}" for i in range(64)) + ("input_grad", "loss")
 DEFAULT_EXAMPLES = 3
 DEFAULT_SEED = 20240601
 MAX_LISTED = 40  # failing rows listed per report (the worst first, every class represented)
@@ -76,20 +76,6 @@ def stats(rows):
 
 def _nan_inf(v):
     return math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-# Groupings: name -> the row fields (beyond who and dtype) that key a group.
-GROUPINGS = {
-    "summary": (),
-    "loss": ("loss",),
-    "layer": ("position",),
-    "depth": ("depth",),
-    "activation": ("activation",),
-    "tensor": ("tensor",),
-    "width": ("width",),
-    "loss_layer": ("loss", "position"),
-    "loss_activation": ("loss", "activation"),
-}
 
 
 def _key(row, field):
@@ -250,17 +236,6 @@ def aggregate(records, meta):
                      for r in records if r["status"] != "ok"],
         "meta": meta,
     }
-
-
-def _flags(meta):
-    """The run's flags: meta["flags"], or meta itself for callers that keep them at the top."""
-    if isinstance(meta.get("flags"), dict):
-        return meta["flags"]
-    return {k: v for k, v in meta.items() if k not in ("timing", "command")}
-
-
-def _index(seq):
-    return lambda v: (seq.index(v) if v in seq else len(seq), v)
 
 
 def environment(jobs=None):

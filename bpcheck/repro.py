@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bpcheck.compare import lookup
-from bpcheck.diagnose import chain_order
+from bpcheck.judge import chain_order
 from bpcheck.spec import save_case
 
 _MARKER = "CONFIG = {}  # filled in by bpcheck.repro"

@@ -84,7 +84,7 @@ def signature(judged):
     """What kind of failure: the tensor and class of the first wrong link ("delta:bug", "loss:precision",
     ...), the kind of a case-level finding, or "error". The shrink keeps it, so it cannot wander off to
     another failure -- nor from a NaN to a few lost digits in the same tensor."""
-    from bpcheck.diagnose import first_divergence
+    from bpcheck.judge import first_divergence
     if not judged.failures:
         return "error"
     first = first_divergence(judged.rows)
@@ -181,7 +181,7 @@ def cut_front(judged, backend):
     x, which leaves everything downstream as it was. The largest cut that still fails is kept.
     A failure with no row to cut at (only a finding: an extra gradient key, an overwritten input)
     keeps the case whole."""
-    from bpcheck.diagnose import first_divergence
+    from bpcheck.judge import first_divergence
     from bpcheck.spec import Case
     first, case = first_divergence(judged.rows), judged.case
     if first is None:

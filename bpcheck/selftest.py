@@ -10,7 +10,6 @@ expected ones, seconds to the first failing case, the shrunk case's size; then
 the catch rate. ``--false-alarms N`` runs the false-alarm campaign instead
 (``bpcheck.campaign``), ``--op-false-alarms N`` the op catalog's (``bpcheck.ops.campaign``). Results are written as JSON and Markdown into ``--out``.
 """
-import importlib.util
 import json
 import sys
 import time
@@ -18,23 +17,7 @@ from pathlib import Path
 
 import click
 
-ZOO = Path(__file__).resolve().parents[1] / "tests" / "meta" / "zoo"
-
-
-def members(zoo=ZOO):
-    """[(name, path, EXPECTED)] of every member in ``zoo``, sorted."""
-    zoo = Path(zoo)
-    if not zoo.is_dir():
-        raise FileNotFoundError(f"no bug zoo at {zoo} (selftest runs from a bpcheck checkout; --zoo DIR)")
-    return [(path.stem, path, _load_module(path).EXPECTED) for path in sorted(zoo.glob("*.py"))
-            if path.name.startswith(("bug_", "ok_"))]
-
-
-def _load_module(path):
-    spec = importlib.util.spec_from_file_location(f"bpcheck_zoo_{Path(path).stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bpcheck.zoo import ZOO, members
 
 
 def run_member(name, path, expected, out_dir, *, jobs=1, seed=None, shrink_budget=60.0):

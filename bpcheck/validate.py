@@ -95,7 +95,7 @@ def _size(record):
 def shrink_failure(record, case, backend, *, seed, budget, shrink=True):
     """The smallest failing case near ``record``: Hypothesis over its loss, dtype, activations and family."""
     from bpcheck import strategies as bst
-    from bpcheck.diagnose import first_divergence
+    from bpcheck.judge import first_divergence
     from bpcheck.search import Outcome, cut_front, judge_case, search
     spec = record["spec"]
     used = [a for a in ACTIVATIONS if a in {l["activation"] for l in spec["layers"]}]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from bpcheck.backends import load_target
-from bpcheck.diagnose import chain_order, diagnose, first_divergence
+from bpcheck.diagnose import diagnose
 from bpcheck.graph import graph_svg
-from bpcheck.judge import judge
+from bpcheck.judge import chain_order, first_divergence, judge
 from bpcheck.spec import validate_result
 from bpcheck.truth import exact
 from bpcheck.vectors import vector_case

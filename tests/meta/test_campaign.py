@@ -9,7 +9,7 @@ import pytest
 from bpcheck import campaign
 from bpcheck.baselines import check_grads_verdict, compare_on_zoo, gradcheck_verdict
 from bpcheck.generate import generate_cases
-from bpcheck.selftest import ZOO
+from bpcheck.zoo import ZOO
 
 ZOO_DIR = Path(ZOO)
 
