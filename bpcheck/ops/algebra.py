@@ -27,7 +27,7 @@ same branch.
 import numpy as np
 from flint import arb, arb_mat
 
-from bpcheck.rounding import K_FN, activation
+from bpcheck.core.rounding import K_FN, activation
 from oracles.arb_oracle import activation_rule
 
 __all__ = ["Exact", "Model", "Plain", "Err", "UNIT_ROUNDOFF", "floats"]
@@ -198,7 +198,7 @@ class Model:
 
     def activation(self, name, z):
         """(f(z), f'(z)) with their bounds: the input's error carried by f' and f'', plus the local
-        rounding of each as written (``bpcheck.rounding.activation``'s rho_f, rho_d, which cover the
+        rounding of each as written (``bpcheck.core.rounding.activation``'s rho_f, rho_d, which cover the
         textbook forms too)."""
         f, d1, d2, rho_f, rho_d = activation(name.split("@")[0], z.v)
         return (Err(f, np.abs(d1) * z.e + self.u * rho_f + self.tiny, self),
