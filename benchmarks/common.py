@@ -216,7 +216,7 @@ def machine():
 def mlp_case(input_dim, hidden, classes, batch, dtype, *, activation="tanh", seed=0):
     """A bpcheck Case: ``hidden`` layers of ``activation``, an identity layer of ``classes`` logits,
     softmax cross-entropy; weights ~ N(0, 1/fan_in), x ~ N(0, 1), random labels."""
-    from bpcheck.spec import Case, param_shapes
+    from bpcheck.core.spec import Case, param_shapes
     rng = np.random.default_rng(seed)
     spec = {"input_dim": input_dim, "loss": "softmax_cross_entropy", "dtype": dtype,
             "layers": [{"units": w, "activation": activation} for w in hidden]

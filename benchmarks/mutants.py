@@ -50,12 +50,12 @@ def targets(include_zoo=True):
 
 
 def _run_one(target, exp, params):
-    import bpcheck.progress
-    import bpcheck.validate
-    from bpcheck.classify import REAL
-    from bpcheck.validate import run_validate
+    import bpcheck.cli.validate
+    import bpcheck.run.progress
+    from bpcheck.cli.validate import run_validate
+    from bpcheck.judge.classify import REAL
     marks = {"records": 0, "first_fail": None, "first_fail_index": None, "reports": None}
-    original_advance, original_reports = bpcheck.progress.Progress.advance, bpcheck.validate._reports
+    original_advance, original_reports = bpcheck.run.progress.Progress.advance, bpcheck.cli.validate._reports
 
     def advance(self, record):
         marks["records"] += 1
@@ -68,14 +68,14 @@ def _run_one(target, exp, params):
         marks["reports"] = time.perf_counter()
         return original_reports(*args, **kwargs)
 
-    bpcheck.progress.Progress.advance, bpcheck.validate._reports = advance, reports
+    bpcheck.run.progress.Progress.advance, bpcheck.cli.validate._reports = advance, reports
     try:
         with tempfile.TemporaryDirectory() as out:
             t0 = time.perf_counter()
             verdict = run_validate(target, out_dir=out, progress=False, **params.get("options", {}))
             wall = time.perf_counter() - t0
     finally:
-        bpcheck.progress.Progress.advance, bpcheck.validate._reports = original_advance, original_reports
+        bpcheck.run.progress.Progress.advance, bpcheck.cli.validate._reports = original_advance, original_reports
     shrunk = verdict.get("shrunk") or {}
     timing = verdict.get("timing") or {}
     row = {"target": target, "name": Path(target.split(":")[0]).stem, "exit_code": verdict["exit_code"],
@@ -113,11 +113,11 @@ def mutants(params):
     _prelude(frameworks=False)      # threads pinned as `bpcheck validate` pins them; libraries loaded
     import hypothesis  # noqa: F401
 
-    import bpcheck.diagnose  # noqa: F401
-    import bpcheck.report  # noqa: F401
-    import bpcheck.search  # noqa: F401
-    import bpcheck.validate  # noqa: F401
-    import bpcheck.verdict  # noqa: F401
+    import bpcheck.cli.validate  # noqa: F401
+    import bpcheck.diagnose.diagnose  # noqa: F401
+    import bpcheck.diagnose.search  # noqa: F401
+    import bpcheck.report.report  # noqa: F401
+    import bpcheck.report.verdict  # noqa: F401
     rows = []
     for target, exp in targets(params.get("zoo", True))[:params.get("limit")]:
         row = _run_one(target, exp, params)

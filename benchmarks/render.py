@@ -242,7 +242,7 @@ def _scaling(sc):
     rows = sc["rows"]
     L = ["## 2. Seconds per case against parameter count", "",
          f"One case per size (tanh hidden, {sc['classes']}-class softmax cross-entropy, batch {sc['batch']}), one "
-         "thread. bpcheck: the reference through bpcheck's adapter + `bpcheck.judge.judge` (certified truth, "
+         "thread. bpcheck: the reference through bpcheck's adapter + `bpcheck.judge.judge.judge` (certified truth, "
          "bounds, comparison, classes), median of 5 repeats (2 at 10^6). gradcheck: `torch.autograd.gradcheck` defaults, "
          "float64, on a `torch.autograd.Function` (forward = the reference's loss, backward = its gradients); "
          f"beyond {sc['cap_s']:.0f} s it is extrapolated from timed gradcheck-style central differences "

@@ -4,7 +4,7 @@ Networks: ``SIZES`` -- tanh hidden layers, an identity layer of 10 logits, softm
 cross-entropy, batch 32 -- of about 10^2 .. 10^6 parameters.
 
 bpcheck: the reference as candidate through bpcheck's adapter (``load_target``: fresh copies,
-result validated) and ``bpcheck.judge.judge`` on the one case: the certified truth, the running
+result validated) and ``bpcheck.judge.judge.judge`` on the one case: the certified truth, the running
 error bounds, the comparison and the classes. float32 and float64.
 
 gradcheck: ``torch.autograd.gradcheck`` at its defaults (float64: it is made for double) on a
@@ -114,8 +114,8 @@ def gradcheck_time(case, keys):
 
 
 def bpcheck_time(case, repeats):
-    from bpcheck.backends import load_target
-    from bpcheck.judge import judge
+    from bpcheck.judge.judge import judge
+    from bpcheck.run.backends import load_target
     backend = load_target("reference", "reference")
     verdict = []
 
@@ -130,7 +130,7 @@ def bpcheck_time(case, repeats):
 def scaling(params):
     import torch  # noqa: F401  (imported before any clock)
 
-    from bpcheck.spec import param_shapes
+    from bpcheck.core.spec import param_shapes
     cap = params.get("cap_s", 60.0)
     probe_s = params.get("probe_s", 4.0)
     sizes = [SIZES[i] for i in params.get("sizes", range(len(SIZES)))]

@@ -23,7 +23,7 @@ def _prelude(frameworks=True):
     will use (untimed). ``frameworks``: torch and jax too -- only where the way runs them in this
     process (a parent that merely feeds worker processes does not load them, nor should its
     memory count them)."""
-    from bpcheck.pool import set_single_thread
+    from bpcheck.run.pool import set_single_thread
     set_single_thread()
     import matplotlib
     matplotlib.use("Agg")
@@ -45,7 +45,7 @@ def _grid(params):
 
 
 def _cases(params):
-    from bpcheck.generate import generate_cases
+    from bpcheck.cases.generate import generate_cases
     return generate_cases(params.get("seed", SEED), params["examples"], **_grid(params))
 
 
@@ -65,9 +65,9 @@ def report_run(params):
     """``bpcheck report`` on the reference: generate, run_cases with torch and jax, write_reports.
     ``profile``: run under cProfile (one job) and return the top functions instead of a rate."""
     _prelude(frameworks=params["jobs"] == 1)
-    from bpcheck.generate import generate_cases
-    from bpcheck.pool import Candidate, run_cases
-    from bpcheck.report import write_reports
+    from bpcheck.cases.generate import generate_cases
+    from bpcheck.report.report import write_reports
+    from bpcheck.run.pool import Candidate, run_cases
     jobs = params["jobs"]
     profiler = None
     if params.get("profile"):
@@ -139,7 +139,7 @@ def _short(path):
 def validate_run(params):
     """``bpcheck validate`` (run_validate, default options otherwise) on a correct implementation."""
     _prelude(frameworks=False)
-    from bpcheck.validate import run_validate
+    from bpcheck.cli.validate import run_validate
     with tempfile.TemporaryDirectory() as out, TreeMemory() as memory:
         t0 = time.perf_counter()
         verdict = run_validate(params["target"], jobs=params["jobs"], in_process=params.get("in_process", False),
@@ -187,8 +187,8 @@ def naive_run(params):
     _prelude()
     import jax
 
-    from bpcheck.judge import judge
-    from bpcheck.spec import validate_result
+    from bpcheck.core.spec import validate_result
+    from bpcheck.judge.judge import judge
     from oracles import numeric, torch_oracle
     from reference import network
     t0 = time.perf_counter()
@@ -217,25 +217,25 @@ def naive_run(params):
 # ---- torch.autograd.gradcheck and jax.test_util.check_grads ----------------------
 
 def _implementation(target):
-    from bpcheck.backends import load_function
+    from bpcheck.run.backends import load_function
     return load_function(target)
 
 
 def gradcheck_run(params):
     """torch.autograd.gradcheck (defaults, float64) through a torch.autograd.Function whose
-    forward is the implementation's loss and whose backward its gradients (bpcheck.baselines)."""
+    forward is the implementation's loss and whose backward its gradients (bpcheck.proof.baselines)."""
     return _baseline_run(params, "gradcheck_verdict")
 
 
 def check_grads_run(params):
     """jax.test_util.check_grads (order 1, modes rev) through a jax.custom_vjp calling the NumPy
-    implementation with jax.pure_callback (bpcheck.baselines); float64."""
+    implementation with jax.pure_callback (bpcheck.proof.baselines); float64."""
     return _baseline_run(params, "check_grads_verdict")
 
 
 def _baseline_run(params, name):
     _prelude()
-    from bpcheck import baselines
+    from bpcheck.proof import baselines
     verdict = getattr(baselines, name)
     backprop = _implementation(params.get("target", NUMPY_MLP))
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ __all__ = ["assert_backprop", "check_op", "assert_op"]
 
 def __getattr__(name):  # lazy: `import bpcheck` stays cheap (no Hypothesis, torch or jax)
     if name == "assert_backprop":
-        from bpcheck.search import assert_backprop
+        from bpcheck.diagnose.search import assert_backprop
         return assert_backprop
     if name in ("check_op", "assert_op"):
         from bpcheck.ops import check

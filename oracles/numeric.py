@@ -287,7 +287,7 @@ def _run(spec, p_m, x_m, y_m):
         "pre_activations": {k: _f64(z.value) for k, z in zip(names, zs)},
         "activations": {k: _f64(a.value) for k, a in zip(names, acts)},
         "deltas": {k: _f64(z.grad) for k, z in zip(names, zs)},
-        # f'(z_i): lets a caller bound the terms behind each gradient (bpcheck.compare)
+        # f'(z_i): lets a caller bound the terms behind each gradient (bpcheck.judge.compare)
         "local_derivatives": {k: _f64(a.local_derivative) for k, a in zip(names, acts)},
         "dtype": "float64",
     }

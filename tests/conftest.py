@@ -65,6 +65,6 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def candidate(request):
     """The implementation under test: the reference, or ``--bpcheck-target``."""
-    from bpcheck.backends import load_target
+    from bpcheck.run.backends import load_target
     target = request.config.getoption("bpcheck_target", default=None)
     return load_target(target or "reference")

@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from mpmath import mp, mpf
 
-from bpcheck import strategies as bst
+from bpcheck.cases import strategies as bst
 from oracles import arb_oracle, numeric
 from oracles.arb_oracle import backprop
 

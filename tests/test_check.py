@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpcheck.spec import save_case
+from bpcheck.core.spec import save_case
 from tests.helpers.cases import hand_case
 
 BPCHECK = str(Path(sys.executable).with_name("bpcheck"))
@@ -106,7 +106,7 @@ def test_a_missing_file_and_a_bad_target(saved, tmp_path):
 
 def test_out_paths_stay_where_they_are_told(tmp_path):
     """Files go under --out, with names from case ids that cannot hold a path."""
-    from bpcheck.spec import SpecError
+    from bpcheck.core.spec import SpecError
     case = hand_case(case_id="../../outside")
     with pytest.raises(SpecError, match="must match"):
         save_case(case, tmp_path / "inside")

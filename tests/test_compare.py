@@ -13,13 +13,13 @@ import math
 import numpy as np
 import pytest
 
-from bpcheck.backends import PythonBackend
-from bpcheck.bounds import UNIT_ROUNDOFF, running_bounds
-from bpcheck.classify import kink_entries
-from bpcheck.compare import SAFETY, compare, describe, metrics
-from bpcheck.judge import judge
-from bpcheck.spec import validate_case, validate_result
-from bpcheck.truth import exact
+from bpcheck.core.spec import validate_case, validate_result
+from bpcheck.exact.truth import exact
+from bpcheck.judge.bounds import UNIT_ROUNDOFF, running_bounds
+from bpcheck.judge.classify import kink_entries
+from bpcheck.judge.compare import SAFETY, compare, describe, metrics
+from bpcheck.judge.judge import judge
+from bpcheck.run.backends import PythonBackend
 from reference.network import backprop as reference_backprop
 from tests.helpers.cases import hand_case, relu_prime_one, saturated_bce
 
@@ -250,8 +250,8 @@ def test_no_tolerance_is_unbounded():
     """Where the bound is infinite (the first-order model meets inf x 0) the tolerance is CAP ||g*||
     (plus the underflow floor): a sign flip or a factor of 3 still fails, and a tensor whose truth is
     exactly zero allows the floor alone. A finite bound stands, however large."""
-    from bpcheck.bounds import Bounds
-    from bpcheck.compare import CAP, allowed_error
+    from bpcheck.judge.bounds import Bounds
+    from bpcheck.judge.compare import CAP, allowed_error
     unbounded = Bounds(scale={(0, "W"): np.array([np.inf, 1.0])})
     assert allowed_error(unbounded, 0, "W", "float32", 2, truth_norm=2.0) == pytest.approx(CAP * 2.0)
     assert allowed_error(unbounded, 0, "W", "float32", 2, truth_norm=0.0) < 1e-37
@@ -295,7 +295,7 @@ def test_float32_arithmetic_in_a_float64_case_is_precision_not_bug():
 
 
 def test_validate_result_refuses_what_is_not_numbers():
-    from bpcheck.spec import ResultError
+    from bpcheck.core.spec import ResultError
     case = hand_case()
     for bad in (None, {"loss": 1.0}, {"loss": "x", "grads": {}}, {"loss": 1.0, "grads": {"layers.0.W": ["a"]}}):
         with pytest.raises(ResultError):

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpcheck.backends import load_target
-from bpcheck.diagnose import chain_order, diagnose, first_divergence
-from bpcheck.graph import graph_svg
-from bpcheck.judge import judge
-from bpcheck.spec import validate_result
-from bpcheck.truth import exact
-from bpcheck.vectors import vector_case
+from bpcheck.core.spec import validate_result
+from bpcheck.diagnose.diagnose import diagnose
+from bpcheck.diagnose.graph import graph_svg
+from bpcheck.exact.truth import exact
+from bpcheck.judge.judge import chain_order, first_divergence, judge
+from bpcheck.proof.vectors import vector_case
+from bpcheck.run.backends import load_target
 
 REPO = Path(__file__).resolve().parents[1]
 NUMPY_MLP = f"{REPO / 'examples' / 'numpy_mlp.py'}:backprop"
@@ -159,8 +159,8 @@ def test_graph_svg_colours_nodes_and_escapes_text():
 
 @pytest.fixture(scope="module")
 def shrunk():
-    from bpcheck import strategies as bst
-    from bpcheck.search import search
+    from bpcheck.cases import strategies as bst
+    from bpcheck.diagnose.search import search
     start = time.monotonic()
     outcome = search(load_target(BUGGY_MLP), bst.cases(arrays="seeded"), max_examples=30, seed=0, budget=60)
     return outcome, time.monotonic() - start
@@ -178,7 +178,7 @@ def test_shrinking_finds_the_smallest_network_and_names_the_layer(shrunk):
 
 
 def test_repro_script_stands_alone(shrunk, tmp_path):
-    from bpcheck.repro import write_repro
+    from bpcheck.diagnose.repro import write_repro
     outcome, _ = shrunk
     j = outcome.judged
     j.case.id = "shrunk"
@@ -231,7 +231,7 @@ def _buggy_line():
 
 
 def test_validate_names_the_line_only_failing_cases_run(tmp_path):
-    from bpcheck.validate import run_validate
+    from bpcheck.cli.validate import run_validate
     verdict = run_validate(f"{ZOO_SIGMOID}:backprop", out_dir=tmp_path, progress=False, min_cases=40,
                            losses=["sse", "mse"], activations=["sigmoid", "tanh", "relu"], max_depth=3)
     assert verdict["exit_code"] == 1
@@ -240,7 +240,7 @@ def test_validate_names_the_line_only_failing_cases_run(tmp_path):
 
 def test_assert_backprop_names_the_line_and_hides_its_frames():
     import bpcheck
-    from bpcheck.backends import load_function
+    from bpcheck.run.backends import load_function
     with pytest.raises(AssertionError) as info:
         bpcheck.assert_backprop(load_function(f"{ZOO_SIGMOID}:backprop"), examples=20, max_depth=3,
                                 activations=["sigmoid", "tanh"], name="zoo")
@@ -250,7 +250,7 @@ def test_assert_backprop_names_the_line_and_hides_its_frames():
 
 
 def test_explain_names_nothing_for_a_line_every_call_runs(tmp_path):
-    from bpcheck.validate import run_validate
+    from bpcheck.cli.validate import run_validate
     verdict = run_validate(f"{REPO / 'tests' / 'meta' / 'zoo' / 'bug_loss_off_b.py'}:backprop", out_dir=tmp_path,
                            progress=False, min_cases=20, losses=["softmax_cross_entropy"], activations=["tanh"])
     assert verdict["exit_code"] == 1 and verdict["shrunk"]["explain"] == []
@@ -268,8 +268,8 @@ def _frames(tb):
 def _member_on_family(member, family, loss, act, dtype):
     """Diagnose a zoo member on the default run's grid case of ``family`` for the cell's activation
     ``act`` and ``dtype`` (and ``loss``, if given)."""
-    from bpcheck.backends import PythonBackend
-    from bpcheck.generate import generate_cases
+    from bpcheck.cases.generate import generate_cases
+    from bpcheck.run.backends import PythonBackend
     from tests.meta.zoo import load
     case = next(c for c in generate_cases(1, 1) if c.meta["family"] == family
                 and act in (None, c.meta["cell"]["activation"])

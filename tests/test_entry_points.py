@@ -1,6 +1,6 @@
 """One judgement everywhere: the same cases through every entry point give the same verdict.
 
-Entry points: ``bpcheck.judge.judge`` itself; the engine behind ``bpcheck validate`` and
+Entry points: ``bpcheck.judge.judge.judge`` itself; the engine behind ``bpcheck validate`` and
 ``bpcheck report`` (``run_cases`` + ``summarize``); ``bpcheck check`` on the command line;
 ``assert_backprop(cases=...)``; the property tests' check (the pytest plugin runs it against
 ``--bpcheck-target``); the golden vectors' ``check``; the baselines' bpcheck column
@@ -11,7 +11,7 @@ two candidates whose gradients are right but whose contract is not -- one overwr
 place, one keeps W transposed across calls (``tests/hostile/stateful_cache_wt.py``) -- which every
 entry point fails through a case-level finding.
 
-Also here: the state check's case B (``bpcheck.judge.other_values``) is a valid case whose exact
+Also here: the state check's case B (``bpcheck.judge.judge.other_values``) is a valid case whose exact
 values are case A's reordered, so a correct implementation passes it.
 """
 import json
@@ -23,16 +23,16 @@ import numpy as np
 import pytest
 
 import bpcheck
-from bpcheck.backends import PythonBackend
-from bpcheck.baselines import member_verdicts
-from bpcheck.campaign import judge_chunk
-from bpcheck.check import check_case
-from bpcheck.judge import judge, other_values
-from bpcheck.pool import Candidate, run_cases
-from bpcheck.repro import write_repro
-from bpcheck.spec import save_case
-from bpcheck.validate import summarize
-from bpcheck.vectors import check as vectors_check
+from bpcheck.cli.check import check_case
+from bpcheck.cli.validate import summarize
+from bpcheck.core.spec import save_case
+from bpcheck.diagnose.repro import write_repro
+from bpcheck.judge.judge import judge, other_values
+from bpcheck.proof.baselines import member_verdicts
+from bpcheck.proof.campaign import judge_chunk
+from bpcheck.proof.vectors import check as vectors_check
+from bpcheck.run.backends import PythonBackend
+from bpcheck.run.pool import Candidate, run_cases
 from tests.helpers.cases import hand_case, relu_prime_one, saturated_bce
 from tests.helpers.checks import check_agreement
 
@@ -181,9 +181,9 @@ def test_case_b_is_case_a_reordered(loss):
     and shapes but other values; and a correct implementation's result on B passes A's judgement."""
     from reference.network import backprop as reference
 
-    from bpcheck import strategies as bst
-    from bpcheck.spec import validate_case
-    from bpcheck.truth import exact
+    from bpcheck.cases import strategies as bst
+    from bpcheck.core.spec import validate_case
+    from bpcheck.exact.truth import exact
     drawn = (bst.numpy_case(np.random.default_rng(seed), losses=[loss], dtypes=["float64"]) for seed in range(100))
     case = next(c for c in drawn if c.batch > 1 and c.spec["layers"][-1]["units"] > 1)   # every axis reordered
     case_b, back = other_values(case)
@@ -206,7 +206,7 @@ def test_the_state_check_says_which_call_leaked():
     """A cache of W kept across same-shaped calls: B (after A) is wrong, A's repeat right -- A leaked into B.
     Buffers that accumulate every call's gradients: A's repeat (after B) differs -- B leaked into A.
     Neither is seen without ``rerun``; the reference is flagged by neither."""
-    from bpcheck.backends import load_target
+    from bpcheck.run.backends import load_target
     hostile = Path(__file__).resolve().parent / "hostile"
     case = cases()["plain"]
     expect = {"stateful_cache_wt": ("state_leak", "data from call A leaked into call B"),

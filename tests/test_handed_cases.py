@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpcheck.backends import PythonBackend, load_target
-from bpcheck.judge import judge
-from bpcheck.spec import load_case
+from bpcheck.core.spec import load_case
+from bpcheck.judge.judge import judge
+from bpcheck.run.backends import PythonBackend, load_target
 from tests.meta.zoo import load
 
 CASES = Path(__file__).resolve().parent / "cases"

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from bpcheck.backends import AdapterError, PythonBackend, load_function
-from bpcheck.generate import generate_cases
-from bpcheck.protocol import isolated_python
-from bpcheck.report import DEFAULT_SEED
-from bpcheck.validate import run_validate
+from bpcheck.cases.generate import generate_cases
+from bpcheck.cli.validate import run_validate
+from bpcheck.report.report import DEFAULT_SEED
+from bpcheck.run.backends import AdapterError, PythonBackend, load_function
+from bpcheck.run.protocol import isolated_python
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 # One loss x activation x dtype cell, depths cycling 1, 2, 3: c0000 (1 layer), c0001 (2), c0002 (3), ...
@@ -106,7 +106,7 @@ def assert_picked_fail_as_bugs(verdict, records, check):
 
 
 def pyworkers_running(fragment):
-    """Live ``bpcheck.pyworker`` children of this process whose command line holds ``fragment``."""
+    """Live ``bpcheck.run.pyworker`` children of this process whose command line holds ``fragment``."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -115,7 +115,7 @@ def pyworkers_running(fragment):
                 state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
             except OSError:
                 continue
-            if ("bpcheck.pyworker" in cmdline and fragment in cmdline and int(ppid) == os.getpid()
+            if ("bpcheck.run.pyworker" in cmdline and fragment in cmdline and int(ppid) == os.getpid()
                     and state != "Z"):
                 found.append(cmdline)
     return found

@@ -24,8 +24,8 @@ import optax
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from bpcheck import strategies as bst
-from bpcheck.spec import ACTIVATIONS, DTYPES, KINKED, LOSSES, Case
+from bpcheck.cases import strategies as bst
+from bpcheck.core.spec import ACTIVATIONS, DTYPES, KINKED, LOSSES, Case
 from oracles import jax_oracle
 
 TOL = {"float32": 1e-5, "float64": 1e-12}
@@ -132,10 +132,10 @@ def within_rounding(case, name, g, w):
     within bpcheck's allowed error of the truth (a case whose pre-activations cancel, b = 1389 against
     a W = -1290 to land z near 100, lets the order of summation move a float32 gradient by more than
     TOL x its scale)."""
-    from bpcheck.bounds import running_bounds
-    from bpcheck.compare import SAFETY, allowed_error
-    from bpcheck.rounding import norm2
-    from bpcheck.truth import exact
+    from bpcheck.core.rounding import norm2
+    from bpcheck.exact.truth import exact
+    from bpcheck.judge.bounds import running_bounds
+    from bpcheck.judge.compare import SAFETY, allowed_error
     where = re.fullmatch(r"(grads|deltas|activations)\[layers\.(\d+)(?:\.(W|b))?\]|(input_grad|loss)", name)
     if where is None:
         return False

@@ -9,10 +9,10 @@ import pytest
 
 import bpcheck
 from bpcheck import ops
+from bpcheck.core.spec import schema
 from bpcheck.ops import candidates
 from bpcheck.ops.cases import draw_case, load, save, schema_document
 from bpcheck.ops.check import check_op
-from bpcheck.spec import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference" / "layers.py"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bpcheck import ops
-from bpcheck.generate import generate_cases
+from bpcheck.cases.generate import generate_cases
 from bpcheck.ops.network import compile_spec, truth
 from oracles import arb_oracle
 

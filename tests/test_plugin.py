@@ -50,8 +50,9 @@ def test_unloadable_target_is_a_usage_error(elsewhere):
 
 
 def test_assert_backprop_is_exported_lazily():
-    code = ("import sys, bpcheck; assert 'bpcheck.search' not in sys.modules and 'hypothesis' not in sys.modules; "
-            "f = bpcheck.assert_backprop; assert 'bpcheck.search' in sys.modules; print(f.__name__)")
+    code = ("import sys, bpcheck; "
+            "assert 'bpcheck.diagnose.search' not in sys.modules and 'hypothesis' not in sys.modules; "
+            "f = bpcheck.assert_backprop; assert 'bpcheck.diagnose.search' in sys.modules; print(f.__name__)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "assert_backprop", run.stderr
 

@@ -1,7 +1,7 @@
 """Property tests: on generated cases -- a quarter from the edge families (exact zeros at kinks,
 pre-activations near the exp overflow, saturated tails, one-unit and square layers, batch 1,
 wide batches, x = 0) -- the candidate (the NumPy reference unless ``--bpcheck-target`` names
-another implementation), torch and jax each get the verdict "pass" from ``bpcheck.judge``:
+another implementation), torch and jax each get the verdict "pass" from ``bpcheck.judge.judge``:
 every tensor within the rounding the definitions allow, or a note (kink, convention,
 dtype_limit), never bug or precision. And the truth itself is corroborated, in both dtypes: on
 every tensor whose truth is finite some framework agrees with it within that tolerance (pass or
@@ -21,12 +21,12 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from bpcheck import strategies as bst
-from bpcheck.backends import PythonBackend, load_target
-from bpcheck.classify import NOTES
-from bpcheck.compare import describe, lookup
-from bpcheck.judge import judge
-from bpcheck.spec import DTYPES
+from bpcheck.cases import strategies as bst
+from bpcheck.core.spec import DTYPES
+from bpcheck.judge.classify import NOTES
+from bpcheck.judge.compare import describe, lookup
+from bpcheck.judge.judge import judge
+from bpcheck.run.backends import PythonBackend, load_target
 from tests.helpers.checks import check_agreement
 
 
@@ -74,8 +74,8 @@ def test_truth_is_corroborated_by_a_framework(dtype):
     derivative at a relu input within rounding of 0, which both sides of the truth allow). A note does
     not corroborate; rows with notes only are counted (Hypothesis events) and capped at
     ``NOTES_ONLY_SHARE``; a row where a framework is off (bug, precision) and none agrees fails."""
-    from bpcheck.engine import _run_oracle
-    from bpcheck.truth import exact
+    from bpcheck.exact.truth import exact
+    from bpcheck.run.engine import _run_oracle
     tally = Counter()
 
     @given(case=bst.cases(dtypes=[dtype], arrays="seeded"))

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpcheck.backends import AdapterError, Unsupported
-from bpcheck.protocol import SubprocessBackend, check_message, decode_array, encode_array, encode_request
-from bpcheck.vectors import vector_case
+from bpcheck.proof.vectors import vector_case
+from bpcheck.run.backends import AdapterError, Unsupported
+from bpcheck.run.protocol import SubprocessBackend, check_message, decode_array, encode_array, encode_request
 from tests.helpers.protocol import FAKE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def test_exec_string_is_split_not_given_to_a_shell(tmp_path):
 @needs_node
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_javascript_example_agrees_with_the_truth(dtype):
-    from bpcheck.search import judge_case
+    from bpcheck.diagnose.search import judge_case
     with SubprocessBackend(f"node {REPO / 'examples' / 'mlp.js'}") as backend:
         assert "gelu" not in backend.start()["activations"]        # no erf in JavaScript: declared, not faked
         for loss, activation in [("mse", "tanh"), ("softmax_cross_entropy", "relu"),

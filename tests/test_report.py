@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bpcheck.backends import PythonBackend
-from bpcheck.generate import generate_cases
-from bpcheck.pool import Candidate, run_cases
-from bpcheck.records import case_from_json, case_to_json
-from bpcheck.report import report_command
-from bpcheck.spec import LAST_ACTIVATION, schema, validate_case
+from bpcheck.cases.generate import generate_cases
+from bpcheck.core.records import case_from_json, case_to_json
+from bpcheck.core.spec import LAST_ACTIVATION, schema, validate_case
+from bpcheck.report.report import report_command
+from bpcheck.run.backends import PythonBackend
+from bpcheck.run.pool import Candidate, run_cases
 from reference.network import backprop as reference_backprop
 from tests.helpers.report import SMALL, build_report, hostile_records, make_record, make_row
 from tests.helpers.report import small_run  # noqa: F401  (a fixture)
@@ -40,8 +40,8 @@ def record_validator():
 # ---- generation --------------------------------------------------------------
 
 def test_generate_covers_the_grid_every_depth_and_every_edge_family():
-    from bpcheck.generate import Support, edge_grid
-    from bpcheck.strategies import EDGE_FAMILIES
+    from bpcheck.cases.generate import Support, edge_grid
+    from bpcheck.cases.strategies import EDGE_FAMILIES
     cases = generate_cases(3, 3, losses=["mse", "binary_cross_entropy"],
                            activations=["relu", "gelu", "identity"])
     plain = [c for c in cases if c.meta["family"] == "plain"]
@@ -80,8 +80,8 @@ def test_generate_covers_the_grid_every_depth_and_every_edge_family():
 def test_every_loss_gets_edge_cases_in_a_short_one_dtype_run():
     """A float64-only run still meets every loss in every edge family (the last loss,
     softmax_cross_entropy, once got none), and every activation at a hidden and the output layer."""
-    from bpcheck.spec import ACTIVATIONS, LOSSES
-    from bpcheck.strategies import EDGE_FAMILIES
+    from bpcheck.cases.strategies import EDGE_FAMILIES
+    from bpcheck.core.spec import ACTIVATIONS, LOSSES
     edge = [c for c in generate_cases(5, 1, dtypes=["float64"]) if c.meta["family"] != "plain"]
     assert len(edge) == len(EDGE_FAMILIES) * (len(ACTIVATIONS) + 3)
     assert {(c.meta["family"], c.meta["cell"]["loss"]) for c in edge} == {(f, l) for f in EDGE_FAMILIES
@@ -95,7 +95,7 @@ def test_exp_overflow_softmax_cases_put_a_row_far_below_the_batch_max():
     largest logit lies far below another's: the family places the rows' maxima past the point where
     e^-d underflows to 0 (a default run once drew no such case, and one drew a spread of only 96.6 in
     float32, and missed that bug)."""
-    from bpcheck.strategies import SOFTMAX_SPAN, NumpyDraws, draw_case, draw_spec
+    from bpcheck.cases.strategies import SOFTMAX_SPAN, NumpyDraws, draw_case, draw_spec
     from reference.network import forward
     for seed in range(20):
         d = NumpyDraws(np.random.default_rng(seed))
@@ -127,14 +127,14 @@ def test_generate_is_deterministic_and_seed_dependent():
 
 def test_generate_does_not_depend_on_what_was_imported():
     """Hypothesis draws literals from loaded project modules; generation must not."""
-    code = ("import sys, json, hashlib\n{imports}\nfrom bpcheck.generate import generate_cases\n"
-            "from bpcheck.records import case_to_json\n"
+    code = ("import sys, json, hashlib\n{imports}\nfrom bpcheck.cases.generate import generate_cases\n"
+            "from bpcheck.core.records import case_to_json\n"
             "cs = generate_cases(5, 2, losses=['mse'], activations=['tanh', 'relu'])\n"
             "h = hashlib.sha256()\n"
             "[h.update(json.dumps(case_to_json(c), sort_keys=True).encode()) for c in cs]\n"
             "print(h.hexdigest())\n")
     digests = set()
-    for imports in ("", "import bpcheck.report, bpcheck.judge, oracles.numeric, reference.network, "
+    for imports in ("", "import bpcheck.report.report, bpcheck.judge.judge, oracles.numeric, reference.network, "
                         "tests.test_compare, hypothesis"):
         proc = subprocess.run([sys.executable, "-c", code.format(imports=imports)], capture_output=True,
                               text=True, cwd=Path(__file__).parents[1], timeout=300)
@@ -213,11 +213,11 @@ def test_a_broken_candidate_is_a_record_not_a_crash(small_run, tmp_path, fn, sta
 
 
 def test_a_truth_or_harness_failure_is_a_record_with_its_stage(small_run, tmp_path, monkeypatch):
-    import bpcheck.engine
+    import bpcheck.run.engine
 
     def truth_fails(case, spec=None):
         raise ArithmeticError("the arbiter could not certify 2048 bits")
-    monkeypatch.setattr(bpcheck.engine, "exact", truth_fails)
+    monkeypatch.setattr(bpcheck.run.engine, "exact", truth_fails)
     (record,) = run_cases(small_run[0][:1], "reference", out_dir=tmp_path, progress=False)
     assert (record["status"], record["stage"]) == ("error", "harness") and "truth" in record["message"]
     assert "could not certify" in record["message"]
@@ -225,7 +225,7 @@ def test_a_truth_or_harness_failure_is_a_record_with_its_stage(small_run, tmp_pa
 
     def judge_breaks(*args, **kwargs):
         raise KeyError("layers.9")
-    monkeypatch.setattr(bpcheck.engine, "judge", judge_breaks)
+    monkeypatch.setattr(bpcheck.run.engine, "judge", judge_breaks)
     (record,) = run_cases(small_run[0][:1], "reference", out_dir=tmp_path, progress=False)
     assert (record["status"], record["stage"]) == ("error", "harness")
     assert "KeyError" in record["message"]
@@ -316,7 +316,7 @@ def test_a_pool_that_breaks_between_two_submissions_loses_no_case(small_run, tmp
     from concurrent.futures.process import BrokenProcessPool
     error = BrokenProcessPool("a worker died") if broken == "BrokenProcessPool" else OSError("handle is closed")
 
-    from bpcheck import pool as bpool
+    from bpcheck.run import pool as bpool
     cases, pools = small_run[0][:6], []
 
     class FakePool:
@@ -353,7 +353,7 @@ def test_progress_counts_failing_cases_apart_from_notes():
     row, a finding or an error; a case with only notes (kink, convention, dtype_limit) does not."""
     import io
 
-    from bpcheck.progress import Progress
+    from bpcheck.run.progress import Progress
     rows = lambda *classes: [{"class": c} for c in classes]    # noqa: E731
     bar = Progress(5, stream=io.StringIO())
     for record in ({"status": "ok", "rows": rows("pass", "bug")}, {"status": "error", "rows": []},

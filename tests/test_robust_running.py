@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bpcheck.backends import PythonBackend, load_function
-from bpcheck.generate import Support, generate_cases
-from bpcheck.report import DEFAULT_SEED
-from bpcheck.search import cut_front, judge_case
-from bpcheck.spec import n_params
-from bpcheck.support import Hung, probe, probe_size
-from bpcheck.validate import run_validate, validate_command
-from bpcheck.verdict import verdict_text
+from bpcheck.cases.generate import Support, generate_cases
+from bpcheck.cli.validate import run_validate, validate_command
+from bpcheck.core.spec import n_params
+from bpcheck.diagnose.search import cut_front, judge_case
+from bpcheck.report.report import DEFAULT_SEED
+from bpcheck.report.verdict import verdict_text
+from bpcheck.run.backends import PythonBackend, load_function
+from bpcheck.run.support import Hung, probe, probe_size
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 CELL = dict(losses=["mse"], activations=["tanh"], dtypes=["float64"])
@@ -86,7 +86,7 @@ def test_validate_on_a_target_that_never_returns_exits_2_after_one_timeout(tmp_p
     over 100 s with --timeout 5 before the first case. The deadline is 4 timeouts and a generous
     start-up (imports and the candidate process on a loaded machine)."""
     timeout, startup = 5, 60
-    run = subprocess.run([sys.executable, "-c", "from bpcheck.cli import main; main()", "validate",
+    run = subprocess.run([sys.executable, "-c", "from bpcheck.cli.cli import main; main()", "validate",
                           target("never_returns"), "--timeout", str(timeout), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, timeout=4 * timeout + startup, cwd=tmp_path)
     assert run.returncode == 2, run.stdout + run.stderr
@@ -96,7 +96,7 @@ def test_validate_on_a_target_that_never_returns_exits_2_after_one_timeout(tmp_p
 
 
 def pyworkers_of(fragment):
-    """Live ``bpcheck.pyworker`` processes whose command line holds ``fragment``."""
+    """Live ``bpcheck.run.pyworker`` processes whose command line holds ``fragment``."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -104,7 +104,7 @@ def pyworkers_of(fragment):
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if "bpcheck.pyworker" in cmdline and fragment in cmdline and state != "Z":
+        if "bpcheck.run.pyworker" in cmdline and fragment in cmdline and state != "Z":
             found.append(cmdline)
     return found
 

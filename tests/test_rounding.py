@@ -1,4 +1,4 @@
-"""The rounding models behind every tolerance (bpcheck.rounding), checked against real arithmetic.
+"""The rounding models behind every tolerance (bpcheck.core.rounding), checked against real arithmetic.
 
 - K_FN: NumPy's, PyTorch's and JAX's float32 exp, log, log1p, expm1, tanh and erf are within K_FN u
   (the TOLERANCE table cites this test); float64 too, but JAX's log1p (jax-ml/jax#39707).
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from scipy import special
 
-from bpcheck import rounding
-from bpcheck.compare import TOLERANCE
-from bpcheck.spec import ACTIVATIONS, LOSSES
+from bpcheck.core import rounding
+from bpcheck.core.spec import ACTIVATIONS, LOSSES
+from bpcheck.judge.compare import TOLERANCE
 
 U32, U64 = 2.0**-24, 2.0**-53
 K_FN = rounding.K_FN          # the constant the rounding models (and so the bounds) use

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bpcheck.cli import main
-from bpcheck.records import CASES_FILE, load_records
+from bpcheck.cli.cli import main
+from bpcheck.core.records import CASES_FILE, load_records
 
 SMALL = ["--examples", "1", "--losses", "mse,softmax_cross_entropy", "--activations", "tanh,relu",
          "--dtypes", "float64", "--max-depth", "3", "--jobs", "1", "--no-progress"]
@@ -83,7 +83,7 @@ def test_the_same_run_on_a_dask_cluster(whole, tmp_path):
 
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
-    monkeypatch.setattr("bpcheck.pool.CONNECT_SECONDS", 2)
+    monkeypatch.setattr("bpcheck.run.pool.CONNECT_SECONDS", 2)
     result = CliRunner().invoke(main, ["report", *SMALL, "--out", str(tmp_path), "--scheduler",
                                        "tcp://127.0.0.1:9"])
     assert result.exit_code == 1 and "cannot reach the Dask scheduler" in result.output

@@ -38,15 +38,15 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from bpcheck.backends import load_target
-from bpcheck.bounds import running_bounds
-from bpcheck.classify import REAL, classify
-from bpcheck.compare import SAFETY, lookup, row
-from bpcheck.generate import Support, generate_cases
-from bpcheck.judge import judge
-from bpcheck.report import SENSITIVITY_TARGET
-from bpcheck.spec import DTYPES
-from bpcheck.truth import exact
+from bpcheck.cases.generate import Support, generate_cases
+from bpcheck.core.spec import DTYPES
+from bpcheck.exact.truth import exact
+from bpcheck.judge.bounds import running_bounds
+from bpcheck.judge.classify import REAL, classify
+from bpcheck.judge.compare import SAFETY, lookup, row
+from bpcheck.judge.judge import judge
+from bpcheck.report.report import SENSITIVITY_TARGET
+from bpcheck.run.backends import load_target
 
 SEED = 20240601
 EXAMPLES = 8           # plain cases per cell: 1,120 cases, ~9,000 perturbations per dtype
@@ -193,8 +193,8 @@ def test_the_shortcut_is_the_judgement():
 
 
 def test_the_rule_uses_the_report_target():
-    """One definition of the target (``bpcheck.report``, beside the deltas its sensitivity table shows)."""
-    from bpcheck import report
+    """One definition of the target (``bpcheck.report.report``, beside the deltas its sensitivity table shows)."""
+    from bpcheck.report import report
     assert SENSITIVITY_TARGET is report.SENSITIVITY_TARGET
     assert all(SENSITIVITY_TARGET[d] in report.SENSITIVITY_DELTAS[d] for d in DTYPES)
     assert math.isclose(SENSITIVITY_TARGET["float32"], 1e-4) and math.isclose(SENSITIVITY_TARGET["float64"], 1e-10)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpcheck.validate import run_validate
+from bpcheck.cli.validate import run_validate
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -230,8 +230,8 @@ def test_module_target_resolves_from_the_current_directory(tmp_path):
 
 
 def test_export_vectors(tmp_path):
-    from bpcheck.protocol import decode_array
-    from bpcheck.vectors import check
+    from bpcheck.proof.vectors import check
+    from bpcheck.run.protocol import decode_array
     from reference.network import backprop
     run = bpcheck("export-vectors", str(tmp_path), "--losses", "mse,softmax_cross_entropy",
                   "--activations", "tanh,relu")
@@ -262,7 +262,7 @@ def test_golden_vector_inputs_are_fixed():
     """Version 1's inputs must never change: a new set is a new version."""
     import hashlib
 
-    from bpcheck.vectors import vector_cases
+    from bpcheck.proof.vectors import vector_cases
     h = hashlib.sha256()
     for case in vector_cases():
         h.update(case.id.encode() + json.dumps(case.spec).encode())

@@ -31,7 +31,7 @@ same branch.
 import numpy as np
 from flint import arb, arb_mat
 
-from bpcheck.rounding import K_FN, Z_TIMES, activation
+from bpcheck.core.rounding import K_FN, Z_TIMES, activation
 from oracles.arb_oracle import activation_rule
 
 __all__ = ["Exact", "Model", "Plain", "Err", "UNIT_ROUNDOFF", "floats"]
@@ -211,9 +211,9 @@ class Model:
 
     def activation(self, name, z):
         """(f(z), f'(z)) with their bounds: the input's error carried by f' and f'', plus the local
-        rounding of each as written (``bpcheck.rounding.activation``'s rho_f, rho_d, which cover the
+        rounding of each as written (``bpcheck.core.rounding.activation``'s rho_f, rho_d, which cover the
         textbook forms too), and the underflow floor -- times 1 + |z| in z sigma(z) and z Phi(z), where
-        z multiplies a flushed intermediate (``bpcheck.rounding.Z_TIMES``, as the dense bound does)."""
+        z multiplies a flushed intermediate (``bpcheck.core.rounding.Z_TIMES``, as the dense bound does)."""
         base = name.split("@")[0]
         f, d1, d2, rho_f, rho_d = activation(base, z.v)
         floor = self.tiny * (1 + np.abs(z.v)) if base in Z_TIMES else self.tiny

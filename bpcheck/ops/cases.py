@@ -19,8 +19,8 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 
+from bpcheck.core.spec import schema
 from bpcheck.ops.algebra import Plain
-from bpcheck.spec import schema
 
 __all__ = ["OpCase", "draw_case", "cases", "save", "load", "with_draw", "schema_document"]
 

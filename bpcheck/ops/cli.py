@@ -19,11 +19,11 @@ from pathlib import Path
 import click
 
 from bpcheck import ops
-from bpcheck.backends import load_function
 from bpcheck.ops import candidates as cand
 from bpcheck.ops.cases import load, schema_document
 from bpcheck.ops.check import as_candidate, check_op, diagnosis, judge_case
 from bpcheck.ops.protocol import program
+from bpcheck.run.backends import load_function
 
 __all__ = ["op_command", "candidate_from"]
 

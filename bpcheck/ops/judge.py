@@ -4,7 +4,7 @@ For each tensor T (``out``, then each input's gradient) with g the candidate's a
 
     allowed = SAFETY u ||s|| + floor        s = the rounding model's bound (bpcheck.ops.exact.bound)
 
-the same rule, SAFETY and floor as the dense path (``bpcheck.compare.TOLERANCE``). s is built from the
+the same rule, SAFETY and floor as the dense path (``bpcheck.judge.compare.TOLERANCE``). s is built from the
 magnitudes of the terms, not from g*, so an exact-zero truth (a normalisation under a uniform
 cotangent) still has a finite, non-zero tolerance of the size the cancellation allows. Classes:
 
@@ -25,9 +25,9 @@ import math
 import numpy as np
 from scipy.optimize import nnls
 
-from bpcheck.compare import SAFETY, metrics, underflow_floor
+from bpcheck.judge.compare import SAFETY, metrics, underflow_floor
 from bpcheck.ops.algebra import UNIT_ROUNDOFF, Plain
-from bpcheck.rounding import norm2
+from bpcheck.core.rounding import norm2
 
 __all__ = ["judge", "tensor_names"]
 

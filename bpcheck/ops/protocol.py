@@ -1,7 +1,7 @@
 """The op protocol ``bpcheck-op/1``: a program in any language checked one op at a time.
 
 Newline-delimited JSON over the program's stdin/stdout, like ``bpcheck/1`` (docs/protocol.md), with
-which it shares its array encoding (``bpcheck.protocol.encode_array``: row-major ``data`` of shortest
+which it shares its array encoding (``bpcheck.run.protocol.encode_array``: row-major ``data`` of shortest
 round-trip decimals, or ``base64`` of little-endian bytes; integer arrays as int64):
 
     hello    {"protocol": "bpcheck-op/1", "ops": ["layernorm", ...], "dtypes": ["float32", "float64"],
@@ -27,7 +27,7 @@ import threading
 import numpy as np
 
 from bpcheck.ops.candidates import Candidate, CandidateError, CandidateFatal, Unsupported
-from bpcheck.protocol import _EOF, ResultError, _Child, _quote, decode_array, encode_array, minimal_env
+from bpcheck.run.protocol import _EOF, ResultError, _Child, _quote, decode_array, encode_array, minimal_env
 
 __all__ = ["PROTOCOL", "program"]
 

@@ -1,7 +1,7 @@
 """Hand-made cases (every value chosen so that the truth is known) and small candidates built on the reference."""
 import numpy as np
 
-from bpcheck.spec import Case, validate_case
+from bpcheck.core.spec import Case, validate_case
 from reference import activations as ref_activations
 from reference.network import backprop as reference_backprop
 

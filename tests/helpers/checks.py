@@ -2,14 +2,14 @@
 import numpy as np
 from hypothesis import currently_in_test_context, event, note, reject
 
-from bpcheck.backends import Unsupported
-from bpcheck.compare import describe
-from bpcheck.judge import judge
+from bpcheck.judge.compare import describe
+from bpcheck.judge.judge import judge
+from bpcheck.run.backends import Unsupported
 
 
 def check_agreement(case, candidate):
     """Assert that ``candidate`` passes ``case`` (notes allowed), case-level findings included: inputs
-    overwritten, unknown gradient keys, and state kept across calls (``bpcheck.judge.state_findings``
+    overwritten, unknown gradient keys, and state kept across calls (``bpcheck.judge.judge.state_findings``
     calls the candidate twice more on every case, so that a failure replays the same way); return the
     Judgement. Raises AssertionError naming each failing row and finding; a case the candidate
     declines is rejected (Hypothesis's ``reject``)."""

@@ -1,9 +1,9 @@
 """Report inputs: a small real run (module-scoped fixture), hand-made records, and records that try to inject markup."""
 import pytest
 
-from bpcheck.generate import generate_cases
-from bpcheck.pool import run_cases
-from bpcheck.report import write_reports
+from bpcheck.cases.generate import generate_cases
+from bpcheck.report.report import write_reports
+from bpcheck.run.pool import run_cases
 
 SMALL = dict(losses=["mse", "softmax_cross_entropy"], activations=["relu", "tanh"])
 META = {"seed": 7, "flags": {"examples": 1, "jobs": 1}, "command": "pytest",

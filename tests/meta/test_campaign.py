@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bpcheck import campaign
-from bpcheck.baselines import check_grads_verdict, compare_on_zoo, gradcheck_verdict
-from bpcheck.generate import generate_cases
-from bpcheck.selftest import ZOO
+from bpcheck.cases.generate import generate_cases
+from bpcheck.proof import campaign
+from bpcheck.proof.baselines import check_grads_verdict, compare_on_zoo, gradcheck_verdict
+from bpcheck.proof.zoo import ZOO
 
 ZOO_DIR = Path(ZOO)
 
@@ -46,14 +46,14 @@ def test_campaign_counts_a_buggy_member_passed_off_as_correct(tmp_path):
 
 
 def test_a_case_bpcheck_itself_fails_on_is_counted_saved_and_fails_the_run(tmp_path, monkeypatch):
-    import bpcheck.bounds
-    real = bpcheck.bounds.running_bounds
+    import bpcheck.judge.bounds
+    real = bpcheck.judge.bounds.running_bounds
 
     def fragile(case, truth, **kw):
         if case.id.startswith("e"):
             raise OverflowError("a bound overflowed")
         return real(case, truth, **kw)
-    monkeypatch.setattr(bpcheck.bounds, "running_bounds", fragile)
+    monkeypatch.setattr(bpcheck.judge.bounds, "running_bounds", fragile)
     (tmp_path / "zoo").mkdir()
     summary = campaign.run(30, zoo=tmp_path / "zoo", jobs=1, out=tmp_path / "out", progress=False)
     assert summary["harness_errors"] > 0 and summary["meta"]["cases"] >= 30, "the run went on"
@@ -85,7 +85,7 @@ def test_baselines_table_is_written(tmp_path):
 
 
 def test_a_tool_that_flags_everything_catches_nothing_cleanly():
-    from bpcheck.baselines import summarise
+    from bpcheck.proof.baselines import summarise
     cases = generate_cases(1, 1, losses=["mse"], activations=["tanh"], edge_share=0.0)[:2]
     rows = [{"member": "bug_x", "expected": "fail", "seconds": dict.fromkeys(("bpcheck", "gradcheck", "check_grads"), 0),
              "verdicts": {"bpcheck": "fp", "gradcheck": "ff", "check_grads": "pf"}},

@@ -5,7 +5,7 @@ kind (an exact zero, an exp overflow, a saturated tail, a square layer, batch 1.
 default run -- ``generate_cases(seed, 1)``, what ``bpcheck validate --seed seed`` draws -- must
 draw such a case for every seed, not only for bpcheck's default one: the edge families exist so
 that these bugs are found on purpose, not by luck. For each member and each of the seeds 1..10,
-this asserts that the run's cases hold one the member fails (``bpcheck.judge.judge``, in
+this asserts that the run's cases hold one the member fails (``bpcheck.judge.judge.judge``, in
 process), and stops at the first: the cases are tried in an order that reaches it soon (the
 member's own family first, then the other edge families, then the plain cases), which changes
 no case, only the time to find one.
@@ -20,10 +20,10 @@ import warnings
 import numpy as np
 import pytest
 
-from bpcheck import strategies as bst
-from bpcheck.generate import generate_cases
-from bpcheck.judge import judge
-from bpcheck.spec import validate_result
+from bpcheck.cases import strategies as bst
+from bpcheck.cases.generate import generate_cases
+from bpcheck.core.spec import validate_result
+from bpcheck.judge.judge import judge
 from tests.meta import zoo
 
 SEEDS = range(1, 11)

@@ -17,10 +17,10 @@ Each check is shown able to fail on a plain case.
 import numpy as np
 import pytest
 
-from bpcheck import rounding
-from bpcheck import strategies as bst
-from bpcheck.generate import coverage, edge_grid, generate_cases, Support
-from bpcheck.spec import ACTIVATIONS, DTYPES
+from bpcheck.cases import strategies as bst
+from bpcheck.cases.generate import coverage, edge_grid, generate_cases, Support
+from bpcheck.core import rounding
+from bpcheck.core.spec import ACTIVATIONS, DTYPES
 
 SEEDS = (1, 2, 3)
 

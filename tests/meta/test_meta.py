@@ -4,8 +4,8 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from bpcheck import strategies as bst
-from bpcheck.backends import PythonBackend
+from bpcheck.cases import strategies as bst
+from bpcheck.run.backends import PythonBackend
 from tests.meta.zoo import load
 from tests.helpers.checks import check_agreement
 

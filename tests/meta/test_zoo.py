@@ -6,7 +6,8 @@ member (``ok_*``) passes. The members and their expected verdicts are in tests/m
 """
 import pytest
 
-from bpcheck.selftest import members, run_member
+from bpcheck.cli.selftest import run_member
+from bpcheck.proof.zoo import members
 
 MEMBERS = members()
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from bpcheck import ops
-from bpcheck.compare import underflow_floor
+from bpcheck.judge.compare import underflow_floor
 from bpcheck.ops.cases import draw_case
 from bpcheck.ops.catalog.conv import window_index
 from bpcheck.ops.exact import bound, truth

@@ -3,7 +3,7 @@
 The definitions are the dense path's, one place each: the certified scalar rules of
 ``oracles.arb_oracle`` (cancellation-free forms; relu'(0) = 0, leaky_relu'(0) = 0.01, elu'(0) = 1,
 gelu the exact erf form, gelu_tanh the tanh form, softplus without a cut-over) and the rounding models
-of ``bpcheck.rounding`` (which bound the textbook forms as well: 0.5 z (1 + erf(z / sqrt 2)),
+of ``bpcheck.core.rounding`` (which bound the textbook forms as well: 0.5 z (1 + erf(z / sqrt 2)),
 1 - tanh^2, 1 / (1 + e^-z)). Kinks: relu and leaky_relu at exactly 0, where any derivative between the
 one-sided ones is a valid subgradient (class ``kink``). Convention: torch's softplus reverts to the
 identity for x > 20 (torch.nn.Softplus, threshold=20), a note with its source, not a bug.

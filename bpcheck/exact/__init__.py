@@ -1,0 +1,1 @@
+"""The truth: a case's exact gradients from the certified arbiter (``truth``)."""

@@ -1,0 +1,3 @@
+"""Reports: aggregation and writing (``report``), Markdown and HTML (``render``), plots (``plots``),
+joining shards (``merge``) and a validate run's verdict section (``verdict``).
+"""
