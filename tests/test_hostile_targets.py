@@ -11,7 +11,6 @@ judged -- a crash, exit or hang costs that case only, the candidate process is r
 """
 import importlib.util
 import json
-import os
 import re
 import signal
 import sys
@@ -27,6 +26,7 @@ from bpcheck.cli.validate import run_validate
 from bpcheck.report.report import DEFAULT_SEED
 from bpcheck.run.backends import AdapterError, PythonBackend, load_function
 from bpcheck.run.protocol import isolated_python
+from tests.helpers.processes import children_running
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 # One loss x activation x dtype cell, depths cycling 1, 2, 3: c0000 (1 layer), c0001 (2), c0002 (3), ...
@@ -107,18 +107,7 @@ def assert_picked_fail_as_bugs(verdict, records, check):
 
 def pyworkers_running(fragment):
     """Live ``bpcheck.run.pyworker`` children of this process whose command line holds ``fragment``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-                state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-            except OSError:
-                continue
-            if ("bpcheck.run.pyworker" in cmdline and fragment in cmdline and int(ppid) == os.getpid()
-                    and state != "Z"):
-                found.append(cmdline)
-    return found
+    return children_running("bpcheck.run.pyworker", fragment)
 
 
 # ---- a call that raises, crashes, exits, hangs or returns garbage: that case only --------------

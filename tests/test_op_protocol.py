@@ -4,7 +4,6 @@ a crash or a hang of bpcheck), what a program declines is not judged, and ``bpch
 end with its repro script. The misbehaving programs are tests/hostile/op_*.py."""
 import dataclasses
 import json
-import os
 import re
 import shlex
 import shutil
@@ -20,6 +19,7 @@ from bpcheck import ops
 from bpcheck.ops.cases import cases
 from bpcheck.ops.check import check_op
 from bpcheck.ops.protocol import PROTOCOL, program
+from tests.helpers.processes import children_running
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = REPO / "tests" / "hostile"
@@ -56,17 +56,7 @@ def prog():
 
 def running(fragment):
     """Live children of this process whose command line holds ``fragment``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-                state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-            except OSError:
-                continue
-            if fragment in cmdline and int(ppid) == os.getpid() and state != "Z":
-                found.append(cmdline)
-    return found
+    return children_running(fragment)
 
 
 def first_bug(report):

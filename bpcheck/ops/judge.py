@@ -79,7 +79,7 @@ def _tie_fit(op, case, g, dout):
     groups = op.ties(case.inputs, case.constants, case.hyper)
     if not any(len(pos) > 1 for pos in groups):
         return None
-    cols, rows_extra = [], []
+    cols = []
     size = g.size
     dflat = np.asarray(dout, dtype=np.float64).ravel()
     heavy = 1e6 * max(float(np.max(np.abs(dflat), initial=0.0)), 1.0)
@@ -151,7 +151,6 @@ def judge(op, case, result, truth, bound):
         rows.append(_row("grads", "bug", f"gradients of unknown inputs: {sorted(extra)}"))
     for name in result.get("mutated", []):
         rows.append(_row("d" + name if name in op.inputs else name, "bug", f"overwrote its input {name}"))
-    cls = "pass"
     for row in rows:
         if row["status"] != "bug" or "error" not in row:
             continue
