@@ -24,7 +24,7 @@ proof: $(STAMP)
 	$(BIN)/bpcheck selftest --out reports
 	$(BIN)/bpcheck selftest --baselines 1 --out reports
 	$(BIN)/bpcheck selftest --false-alarms 100000 --out reports
-	$(BIN)/python -m bpcheck.ops.selftest --out reports
+	$(BIN)/bpcheck selftest --ops --out reports
 	$(BIN)/python -m bpcheck.ops.baselines --out reports
 	$(BIN)/bpcheck selftest --op-false-alarms 110000 --out reports
 

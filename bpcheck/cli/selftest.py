@@ -93,6 +93,8 @@ def table_lines(rows, s):
 @click.option("--jobs", "-j", default=None, type=click.IntRange(1), help="Worker processes per validate run.")
 @click.option("--false-alarms", type=click.IntRange(0), default=0,
               help="Run the false-alarm campaign on N cases instead (bpcheck.proof.campaign).")
+@click.option("--ops", "op_zoo", is_flag=True,
+              help="Run the op zoo instead (bpcheck.ops.selftest: every slip on ten seeds, both correct layers).")
 @click.option("--op-false-alarms", type=click.IntRange(0), default=0, metavar="N",
               help="Run the op false-alarm campaign on about N op cases instead (bpcheck.ops.campaign).")
 @click.option("--baselines", type=click.IntRange(0), default=0, metavar="N",
@@ -101,7 +103,7 @@ def table_lines(rows, s):
 @click.option("--resume", is_flag=True, help="Continue an interrupted false-alarm campaign.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
 @click.option("--seed", type=int, default=None, help="Case generator seed (default: bpcheck's).")
-def selftest_command(zoo, only, jobs, false_alarms, op_false_alarms, baselines, resume, out, seed):
+def selftest_command(zoo, only, jobs, false_alarms, op_zoo, op_false_alarms, baselines, resume, out, seed):
     """Run bpcheck validate on every bug-zoo member: catch rate, classes, first wrong tensors."""
     from bpcheck.report.report import default_jobs
     jobs = jobs or default_jobs()
@@ -109,6 +111,15 @@ def selftest_command(zoo, only, jobs, false_alarms, op_false_alarms, baselines, 
         from bpcheck.proof.baselines import compare_on_zoo, markdown
         click.echo(markdown(compare_on_zoo(baselines, zoo=zoo, seed=seed, out=out, jobs=jobs)))
         return
+    if op_zoo:
+        from bpcheck.ops.selftest import run as op_selftest
+        summary = op_selftest(out)
+        click.echo(f"op zoo: {summary['caught_every_seed']} of {summary['members']} caught on every one of "
+                   f"{summary['seeds']} seeds, {summary['right_tensor_every_seed']} at the expected tensor; "
+                   f"correct layers {summary['correct_pass_every_seed']} of {summary['correct_pairs']} pass; "
+                   f"wrote {out}/ops_selftest.md, .json")
+        sys.exit(0 if summary["caught_every_seed"] == summary["members"]
+                 and summary["correct_pass_every_seed"] == summary["correct_pairs"] else 1)
     if op_false_alarms:
         from bpcheck.ops.campaign import run as op_campaign
         summary = op_campaign(op_false_alarms, out=Path(out), jobs=jobs, echo=lambda m: click.echo(m, err=True))
