@@ -11,6 +11,7 @@ the catch rate. ``--false-alarms N`` runs the false-alarm campaign instead
 (``bpcheck.proof.campaign``), ``--op-false-alarms N`` the op catalog's (``bpcheck.ops.campaign``). Results are written as JSON and Markdown into ``--out``.
 """
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,8 @@ def run_member(name, path, expected, out_dir, *, jobs=1, seed=None, shrink_budge
     from bpcheck.cli.validate import run_validate
     from bpcheck.report.report import DEFAULT_SEED
     start = time.perf_counter()
-    verdict = run_validate(f"{path}:backprop", out_dir=Path(out_dir) / name, progress=False, jobs=jobs,
+    target = f"{os.path.relpath(path)}:backprop"        # relative: reports name no machine's paths
+    verdict = run_validate(target, out_dir=Path(out_dir) / name, progress=False, jobs=jobs,
                            seed=DEFAULT_SEED if seed is None else seed, shrink_budget=shrink_budget)
     found = verdict.get("shrunk") or {}
     code = verdict["exit_code"]
