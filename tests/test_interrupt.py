@@ -13,7 +13,7 @@ import pytest
 BPCHECK = str(Path(sys.executable).with_name("bpcheck"))
 REPO = Path(__file__).resolve().parents[1]
 REPORT = ["report", "--examples", "2", "--losses", "mse,sse,bce_with_logits", "--activations", "tanh,relu,gelu",
-          "--jobs", "1", "--no-progress", "--seed", "5"]
+          "--jobs", "1", "--no-progress", "--seed", "5", "--no-ops"]
 VALIDATE = ["validate", f"{REPO / 'examples' / 'numpy_mlp.py'}:backprop", "--losses", "mse,sse,bce_with_logits",
             "--activations", "tanh,relu,gelu", "--jobs", "1", "--min-cases", "40", "--seed", "5"]
 

@@ -155,3 +155,17 @@ def test_the_pytest_plugin_checks_every_op_a_layers_module_defines(tmp_path):
     bad = pytest_run("--bpcheck-layers", str(ROOT / "examples" / "buggy_batchnorm.py"))
     assert bad.returncode == 1, bad.stdout[-2000:]
     assert f"1 failed, {layered - 1} skipped" in bad.stdout and "without the mean(dxhat)" in bad.stdout
+
+
+def test_the_op_report_writes_its_files_and_escapes_its_page(tmp_path):
+    """``bpcheck report`` writes ops.json, ops.md, ops.html and ops_cases.jsonl (worker processes
+    started by spawn: a forked child of a threaded process can deadlock)."""
+    from bpcheck.ops.report import op_report
+    report = op_report(tmp_path, per_family=1, jax_per_family=1, only=["affine", "relu"], jobs=2,
+                       echo=lambda line: None)
+    assert {g["op"] for g in report["groups"]} == {"affine", "relu"}
+    assert all(g["failing"] == 0 and g["cases"] > 0 for g in report["groups"])
+    for name in ("ops.json", "ops.md", "ops.html", "ops_cases.jsonl"):
+        assert (tmp_path / name).stat().st_size > 0
+    page = (tmp_path / "ops.html").read_text()
+    assert "<script" not in page and "data:image/png;base64," in page

@@ -443,7 +443,7 @@ def test_report_command_end_to_end(tmp_path):
     out = tmp_path / "rep"
     result = CliRunner().invoke(report_command, ["--examples", "1", "--losses", "mse", "--activations",
                                                  "tanh,relu", "--dtypes", "float32", "--jobs", "1",
-                                                 "--seed", "3", "--out", str(out), "--no-progress"])
+                                                 "--seed", "3", "--out", str(out), "--no-progress", "--no-ops"])
     assert result.exit_code == 0, result.output
     for name in ("report.json", "report.md", "index.html", "cases.jsonl", "heatmap.png"):
         assert (out / name).stat().st_size > 0
@@ -453,7 +453,7 @@ def test_report_command_end_to_end(tmp_path):
     assert report["counts"]["cases"] == 2 + 2 * 10 and report["dtypes"] == ["float32"]
     again = CliRunner().invoke(report_command, ["--examples", "1", "--losses", "mse", "--activations",
                                                 "tanh,relu", "--dtypes", "float32", "--jobs", "1", "--seed",
-                                                "3", "--out", str(out), "--no-progress", "--resume"])
+                                                "3", "--out", str(out), "--no-progress", "--resume", "--no-ops"])
     assert again.exit_code == 0, again.output
     assert len((out / "cases.jsonl").read_text().splitlines()) == 22
 

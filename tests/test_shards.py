@@ -14,7 +14,7 @@ from bpcheck.cli.cli import main
 from bpcheck.core.records import CASES_FILE, load_records
 
 SMALL = ["--examples", "1", "--losses", "mse,softmax_cross_entropy", "--activations", "tanh,relu",
-         "--dtypes", "float64", "--max-depth", "3", "--jobs", "1", "--no-progress"]
+         "--dtypes", "float64", "--max-depth", "3", "--jobs", "1", "--no-progress", "--no-ops"]
 
 
 def _report(out, *extra):

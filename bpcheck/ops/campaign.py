@@ -12,6 +12,7 @@ never fails: any alarm is a false alarm, a defect of bpcheck.
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from bpcheck import ops
@@ -56,7 +57,7 @@ def run(n, out=Path("reports"), jobs=2, echo=print):
     rounds = max(1, -(-n // per_round))                    # declined cases (torch's documented limits) aside
     tasks = [(name, who, 1000 + r) for r in range(rounds) for name, who in pairs]
     start, totals = time.perf_counter(), {}
-    with open(out / "ops_false_alarms.jsonl", "w") as stream, ProcessPoolExecutor(jobs) as pool:
+    with open(out / "ops_false_alarms.jsonl", "w") as stream, ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         for i, line in enumerate(pool.map(_chunk, tasks, chunksize=4)):
             stream.write(json.dumps(line, default=float) + "\n")
             key = (line["who"], line["op"])

@@ -16,6 +16,7 @@ import io
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def op_report(out_dir, *, per_family=4, jax_per_family=1, seed=0, only=None, job
     names = list(only or ops.names())
     tasks = [(name, per_family, jax_per_family, seed) for name in names]
     groups = []
-    with open(out_dir / "ops_cases.jsonl", "w") as stream, ProcessPoolExecutor(jobs) as pool:
+    with open(out_dir / "ops_cases.jsonl", "w") as stream, ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         for op_groups, lines in pool.map(_one_op, tasks):
             stream.write("".join(line + "\n" for line in lines))
             stream.flush()
