@@ -114,17 +114,18 @@ def main():
             row = {"op": op_name, "size": size}
             for way, fn in (("bpcheck", "ops:bpcheck_one"), ("gradcheck", "ops:gradcheck_one")):
                 if last.get(way, 0) > CAP_S / 10:
-                    row[way] = {"skipped": f"the previous size took {last[way]:.0f} s"}
+                    took = "did not finish" if last[way] == float("inf") else f"took {last[way]:.0f} s"
+                    row[way] = {"skipped": f"the previous size {took}"}
                     continue
                 try:
                     row[way] = in_child(fn, {"op": op_name, "size": size}, timeout=CAP_S * 3)
                     last[way] = row[way]["seconds"]
                 except subprocess.TimeoutExpired:
                     row[way] = {"skipped": f"over {CAP_S * 3:.0f} s"}
-                    last[way] = CAP_S
+                    last[way] = float("inf")
                 except RuntimeError as exc:               # a crash is a result to record
                     row[way] = {"skipped": str(exc).splitlines()[0][:120]}
-                    last[way] = CAP_S
+                    last[way] = float("inf")
             row["params"] = (row.get("bpcheck") or {}).get("params") or (2 * size if op_name == "layernorm"
                                                                          else 9 * size * size + size)
             result["scaling"].append(row)
