@@ -16,7 +16,7 @@ from flint import ctx
 
 from bpcheck.ops.algebra import Exact, Model
 
-__all__ = ["truth", "bound", "crosscheck", "START_BITS", "MAX_BITS"]
+__all__ = ["truth", "bound", "crosscheck", "certified", "START_BITS", "MAX_BITS"]
 
 START_BITS, MAX_BITS = 128, 2048
 TARGET, FLOOR, TINY = 2.0**-62, 2.0**-40, 5e-324
@@ -30,7 +30,9 @@ def _evaluate(op, case, ns):
     return out, {k: grads[k] for k in op.inputs}
 
 
-def _good(mid, rad, e64):
+def certified(mid, rad, e64=0.0):
+    """Whether every entry's radius is <= 2^-62 of its size (or of 2^-40 of its tensor's largest), or
+    <= 2^-10 of float64's own rounding bound ``e64`` there; a NaN midpoint never is."""
     scale = np.maximum(np.maximum(np.abs(mid), FLOOR * np.max(np.abs(mid), initial=0.0)), TINY)
     return bool(np.all((rad <= TARGET * scale) | (rad <= CANCEL * e64)))
 
@@ -47,7 +49,7 @@ def truth(op, case):
             out, grads = _evaluate(op, case, Exact(bits))
             tensors = {"out": out, **grads}
             mids = {k: np.asarray(Exact.mid(v), dtype=np.float64) for k, v in tensors.items()}
-            if all(_good(mids[k], np.asarray(Exact.rad(v)), e64[k]) for k, v in tensors.items()):
+            if all(certified(mids[k], np.asarray(Exact.rad(v)), e64[k]) for k, v in tensors.items()):
                 return {"out": mids.pop("out"), "grads": mids, "bits": bits}
         bits *= 2
     raise ArithmeticError(f"{op.name}: the truth needs more than {MAX_BITS} bits")

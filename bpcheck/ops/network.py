@@ -18,7 +18,7 @@ from flint import ctx
 
 from bpcheck import ops
 from bpcheck.ops.algebra import Exact
-from bpcheck.ops.exact import MAX_BITS, START_BITS, TARGET, TINY
+from bpcheck.ops.exact import MAX_BITS, START_BITS, certified
 
 __all__ = ["Node", "compile_spec", "walk", "truth", "LOSS_OPS"]
 
@@ -76,8 +76,7 @@ def walk(nodes, params, x, y, ns):
 
 def _certified(ball):
     mid, rad = np.asarray(Exact.mid(ball), dtype=np.float64), np.asarray(Exact.rad(ball), dtype=np.float64)
-    scale = np.maximum(np.abs(mid), np.maximum(2.0**-40 * np.max(np.abs(mid), initial=0.0), TINY))
-    return bool(np.all(np.isfinite(mid)) and np.all(rad <= TARGET * scale)), mid
+    return bool(np.all(np.isfinite(mid))) and certified(mid, rad), mid
 
 
 def truth(nodes, params, x, y):

@@ -12,12 +12,13 @@ is divided by pool_height * pool_width (count_include_pad True) or by the number
 """
 import numpy as np
 
-from bpcheck.ops.algebra import floats
+from bpcheck.ops.algebra import Plain, floats
 from bpcheck.ops.catalog.conv import window_index
 from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
 
 __all__ = ["MAXPOOL2D", "AVGPOOL2D"]
 
+_PLAIN = Plain()
 FAMILIES = COMMON_FAMILIES + ("overlapping", "stride_remainder", "window_full", "non_square")
 
 
@@ -94,18 +95,11 @@ def _argmax(x, h):
     """Flat indices into x of each window's first maximum (row-major), from the exact input values."""
     v = np.asarray(x, dtype=np.float64)
     flat = np.arange(v.size).reshape(v.shape)
-    _, index, win = _windows_plain(v, h)
+    _, index, win = _windows(_PLAIN, v, h)
     ids = flat[index]
     n, c, oh, ow, kh, kw = win.shape
     pick = np.argmax(win.reshape(n, c, oh, ow, kh * kw), axis=-1)
     return np.take_along_axis(ids.reshape(n, c, oh, ow, kh * kw), pick[..., None], -1)[..., 0]
-
-
-def _windows_plain(v, h):
-    s = (h["stride"], h["stride"])
-    rows, cols = window_index(v.shape[2], v.shape[3], h["pool_height"], h["pool_width"], s, (1, 1))
-    index = (slice(None), slice(None), rows, cols)
-    return v, index, v[index]
 
 
 def _max_forward(ns, a, c, h):
@@ -125,7 +119,7 @@ def _ties(inputs, constants, h):
     """For each output entry (row-major), the flat input positions equal to its window's maximum."""
     v = np.asarray(inputs["x"], dtype=np.float64)
     flat = np.arange(v.size).reshape(v.shape)
-    _, index, win = _windows_plain(v, h)
+    _, index, win = _windows(_PLAIN, v, h)
     n, c, oh, ow, kh, kw = win.shape
     win = win.reshape(n, c, oh, ow, kh * kw)
     ids = flat[index].reshape(n, c, oh, ow, kh * kw)
@@ -216,15 +210,6 @@ def _ignores_count_mode(ns, a, c, h, dout):
     return {"x": _avg_vjp(ns, a, c, h, dout, counts=_counts(flipped, a["x"].shape))["x"]}
 
 
-class _Plain:
-    """The minimal namespace _counts needs (plain NumPy), without a cycle through algebra."""
-
-    @staticmethod
-    def pad(a, width):
-        return np.pad(a, width)
-
-
-_PLAIN = _Plain()
 
 AVGPOOL2D = Op(
     name="avgpool2d",
