@@ -27,13 +27,23 @@ import threading
 import numpy as np
 
 from bpcheck.ops.candidates import Candidate, CandidateError, CandidateFatal, Unsupported
-from bpcheck.run.protocol import _EOF, ResultError, _Child, _quote, decode_array, encode_array, minimal_env
+from bpcheck.run.protocol import (_EOF, ResultError, _quote, decode_array, encode_array, minimal_env,
+                                  start_program)
 
 __all__ = ["PROTOCOL", "program"]
 
 PROTOCOL = "bpcheck-op/1"
 ENCODINGS = ("decimal", "base64")
 HANGS = 2                      # consecutive timeouts after which a program is called hung
+
+
+def _check_hello(hello):
+    """Raise ValueError unless ``hello`` is a bpcheck-op/1 hello line."""
+    if not (isinstance(hello, dict) and hello.get("protocol") == PROTOCOL
+            and isinstance(hello.get("ops"), list) and isinstance(hello.get("dtypes"), list)):
+        raise ValueError(f'expected {{"protocol": "{PROTOCOL}", "ops": [...], "dtypes": [...]}}')
+    if hello.get("encoding", "decimal") not in ENCODINGS:
+        raise ValueError(f"encoding {hello.get('encoding')!r} is not one of {ENCODINGS}")
 
 
 class _Program:
@@ -46,26 +56,10 @@ class _Program:
     def start(self):
         if self.child is not None:
             return self.hello
-        child = _Child(self.argv, None, minimal_env())
-        line = child.readline(self.start_timeout)
-        problem = None
-        if line is None:
-            problem = f"wrote no hello line within {self.start_timeout:g} s"
-        elif line is _EOF:
-            problem = f"{child.exit_status()} before writing its hello line{child.stderr_tail()}"
-        else:
-            try:
-                hello = json.loads(line)
-                if not (isinstance(hello, dict) and hello.get("protocol") == PROTOCOL
-                        and isinstance(hello.get("ops"), list) and isinstance(hello.get("dtypes"), list)):
-                    raise ValueError(f'expected {{"protocol": "{PROTOCOL}", "ops": [...], "dtypes": [...]}}')
-                if hello.get("encoding", "decimal") not in ENCODINGS:
-                    raise ValueError(f"encoding {hello.get('encoding')!r} is not one of {ENCODINGS}")
-            except ValueError as exc:
-                problem = f"the hello line is not valid ({exc}); got {_quote(line)}"
-        if problem:
-            child.kill()
-            raise CandidateFatal(f"{self.command}: {problem}")
+        try:
+            child, hello = start_program(self.argv, self.start_timeout, _check_hello, env=minimal_env())
+        except ValueError as exc:
+            raise CandidateFatal(f"{self.command}: {exc}") from None
         self.child, self.hello = child, hello
         return hello
 

@@ -204,6 +204,30 @@ class _Child:
             self.kill()
 
 
+def start_program(argv, start_timeout, check_hello, *, cwd=None, env=None):
+    """Start ``argv`` and read its hello line: (child, hello). ``check_hello(hello)`` raises ValueError
+    for a hello it rejects. Raises ValueError naming the problem (no hello within ``start_timeout``
+    seconds, an exit before it, a line that is not a valid hello) after killing the program."""
+    child = _Child(argv, cwd, env)
+    line = child.readline(start_timeout)
+    problem = hello = None
+    if line is None:
+        problem = f"wrote no hello line within {start_timeout:g} s"
+        problem += f" (partial line {_quote(child.partial)})" if child.partial else ""
+    elif line is _EOF:
+        problem = f"{child.exit_status()} before writing its hello line{child.stderr_tail()}"
+    else:
+        try:
+            hello = json.loads(line)
+            check_hello(hello)
+        except ValueError as exc:
+            problem = f"the hello line is not valid ({exc}); got {_quote(line)}"
+    if problem:
+        child.kill()
+        raise ValueError(problem)
+    return child, hello
+
+
 def _quote(line, limit=120):
     text = line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
     return repr(text if len(text) <= limit else text[:limit] + "...")
@@ -260,23 +284,11 @@ class SubprocessBackend:
         """Start the program if it is not running; return its hello (AdapterError if it has none)."""
         if self._child is not None:
             return self.hello
-        child = _Child(self.argv, self.cwd, self.env)
-        line = child.readline(self.start_timeout)
-        problem = hello = None
-        if line is None:
-            problem = f"wrote no hello line within {self.start_timeout:g} s"
-            problem += f" (partial line {_quote(child.partial)})" if child.partial else ""
-        elif line is _EOF:
-            problem = f"{child.exit_status()} before writing its hello line{child.stderr_tail()}"
-        else:
-            try:
-                hello = json.loads(line)
-                check_message(hello, "hello")
-            except ValueError as exc:
-                problem = f"the hello line is not valid ({exc}); got {_quote(line)}"
-        if problem:
-            child.kill()
-            raise AdapterError(f"{self.command}: {problem}")
+        try:
+            child, hello = start_program(self.argv, self.start_timeout, lambda h: check_message(h, "hello"),
+                                         cwd=self.cwd, env=self.env)
+        except ValueError as exc:
+            raise AdapterError(f"{self.command}: {exc}") from None
         self._child, self.hello = child, hello
         return hello
 
