@@ -29,7 +29,7 @@ from bpcheck.judge.compare import SAFETY, metrics, underflow_floor
 from bpcheck.ops.algebra import UNIT_ROUNDOFF, Plain
 from bpcheck.core.rounding import norm2
 
-__all__ = ["judge", "tensor_names"]
+__all__ = ["judge", "tensor_names", "compare_tensor", "slip_hints", "scale_hint"]
 
 
 def tensor_names(op):
@@ -48,7 +48,7 @@ def _entries(g, t, k=3):
             for j in order if diff[j] > 0 or not np.isfinite(diff[j])]
 
 
-def _compare(tensor, g, t, s, dtype):
+def compare_tensor(tensor, g, t, s, dtype):
     u = UNIT_ROUNDOFF[dtype]
     if g is None:
         return _row(tensor, "bug", "missing")
@@ -106,7 +106,7 @@ def _kink_fit(op, case, name, g, t):
     return np.where(at, np.clip(g, low, high), t)
 
 
-def _hints(op, case, tensor, g, t):
+def slip_hints(op, case, tensor, g, t):
     hints = []
     ns = Plain()
     a = {k: ns.input(v) for k, v in case.inputs.items()}
@@ -124,7 +124,7 @@ def _hints(op, case, tensor, g, t):
     return hints
 
 
-def _scale_hint(row):
+def scale_hint(row):
     scale = row.get("scale", math.nan)
     if not math.isfinite(scale) or abs(row.get("cosine", 0.0)) < 0.999:
         return []
@@ -143,9 +143,9 @@ def _scale_hint(row):
 def judge(op, case, result, truth, bound):
     """Rows for ``out`` and each input's gradient (dict keys tensor, status, message, error, allowed,
     err_u, tol_u, margin, scale, cosine, entries, hints) and the case's class: "pass", "tie" or "bug"."""
-    rows = [_compare("out", result["out"], truth["out"], bound["out"], case.dtype)]
+    rows = [compare_tensor("out", result["out"], truth["out"], bound["out"], case.dtype)]
     for k in op.inputs:
-        rows.append(_compare("d" + k, result["grads"].get(k), truth["grads"][k], bound[k], case.dtype))
+        rows.append(compare_tensor("d" + k, result["grads"].get(k), truth["grads"][k], bound[k], case.dtype))
     extra = set(result["grads"]) - set(op.inputs)
     if extra:
         rows.append(_row("grads", "bug", f"gradients of unknown inputs: {sorted(extra)}"))
@@ -159,18 +159,18 @@ def judge(op, case, result, truth, bound):
         if op.kinks is not None and row["tensor"][1:] in op.kinks(case.inputs, case.constants, case.hyper) \
                 and np.all(np.isfinite(g)):
             fit = _kink_fit(op, case, row["tensor"][1:], g, t)
-            if fit is not None and _compare(row["tensor"], g, fit, bound[row["tensor"][1:]],
+            if fit is not None and compare_tensor(row["tensor"], g, fit, bound[row["tensor"][1:]],
                                             case.dtype)["status"] == "pass":
                 row.update(status="kink", message="a valid subgradient at a kink")
                 continue
         if op.ties is not None and row["tensor"] == "dx" and np.all(np.isfinite(g)):
             fit = _tie_fit(op, case, g, case.cotangent)
             if fit is not None:
-                tied = _compare("dx", g, fit, bound["x"], case.dtype)
+                tied = compare_tensor("dx", g, fit, bound["x"], case.dtype)
                 if tied["status"] == "pass":
                     row.update(status="tie", message="a convex combination of tied maxima")
                     continue
-        row["hints"] = _hints(op, case, row["tensor"], g, t) + _scale_hint(row)
+        row["hints"] = slip_hints(op, case, row["tensor"], g, t) + scale_hint(row)
     statuses = {r["status"] for r in rows}
     cls = "bug" if "bug" in statuses else next((c for c in ("tie", "kink") if c in statuses), "pass")
     return rows, cls

@@ -14,6 +14,8 @@ the truth), and a backward pass without the term that makes dx vanish (the mean 
 sum) fails there.
 """
 import dataclasses
+import importlib
+import pkgutil
 from fractions import Fraction
 
 import numpy as np
@@ -236,6 +238,23 @@ PREDICATES = {
     "nd_input": lambda op, c: _main(op, c).ndim >= 3,
     "large_fan_in": lambda op, c: int(np.prod(_main(op, c).shape[1:])) >= 64,
 }
+
+
+
+def _more_predicates():
+    """Families of further records: each ``tests/ops/families_*.py`` defines ``PREDICATES`` (and may define
+    ``EXPLAIN``) for the family names its records bring; a name already here must keep its meaning."""
+    import tests.ops as package
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("families_"):
+            module = importlib.import_module(f"tests.ops.{info.name}")
+            clash = set(module.PREDICATES) & set(PREDICATES)
+            assert not clash, f"{info.name} redefines families {sorted(clash)}: a family name means one region"
+            PREDICATES.update(module.PREDICATES)
+            EXPLAIN.update(getattr(module, "EXPLAIN", {}))
+
+
+_more_predicates()
 
 # Families whose predicate a plain case may satisfy on every one of the ten seeds.
 CONTROL_EXEMPT = {

@@ -1,0 +1,146 @@
+"""Whole networks as graphs of op records, drawn at several sizes: what ``bpcheck graph`` checks.
+
+An ``Architecture`` builds its graph (``bpcheck.ops.graph``) and draws its leaves and constants for a
+size (a dict of dimensions; ``sizes`` lists them smallest first, and shrinking a failure walks that
+list) and a family. Every architecture has the families ``plain`` (a scalar cotangent drawn away from
+1, as any op case) and ``uniform_cotangent`` (cotangent 1: what training sends). Node names are the
+contract: a candidate returns ``d<leaf>`` for every leaf and may return each node's cotangent (its delta).
+
+- ``residual_mlp``: x (N, D) -> affine -> relu -> affine -> add x (the skip: x feeds two nodes) ->
+  layer norm -> affine -> softmax cross-entropy (CS231n's softmax_loss) with labels y (N,).
+- ``cnn``: CS231n's three-layer convnet with spatial batch norm: x (N, C, H, W) -> conv (stride 1,
+  "same" padding) -> spatial batch norm -> relu -> 2x2 max-pool, stride 2 -> affine -> relu -> affine ->
+  softmax_loss.
+- ``tied_embedding``: a language-model step whose output layer reuses the embedding matrix (weight
+  tying, Press & Wolf 2017): ids (N,) -> embedding W -> affine with w = W^T -> softmax_loss; W feeds two
+  nodes, so dW is the sum of both parts.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from bpcheck.ops.graph import Graph
+from bpcheck.ops.record import COMMON_FAMILIES
+
+__all__ = ["Architecture", "ARCHITECTURES", "get"]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """``graph(size) -> Graph``; ``draw(rng, family, dtype, size) -> (values, constants)``."""
+    name: str
+    description: str
+    graph: Callable
+    draw: Callable
+    sizes: tuple
+    families: tuple = COMMON_FAMILIES
+
+
+def _node(name, op, hyper=None, **inputs):
+    return {"name": name, "op": op, "inputs": inputs, "hyper": hyper or {}}
+
+
+def _normal(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def _labels(rng, n, classes):
+    return rng.integers(0, classes, size=n).astype(np.int64)
+
+
+# --- residual MLP ----------------------------------------------------------------------------------
+
+def _residual_graph(size):
+    return Graph.from_json({
+        "inputs": ["x"], "params": ["w1", "b1", "w2", "b2", "gamma", "beta", "w3", "b3"], "constants": ["y"],
+        "nodes": [_node("fc1", "affine", x="x", w="w1", b="b1"),
+                  _node("relu", "relu", x="fc1"),
+                  _node("fc2", "affine", x="relu", w="w2", b="b2"),
+                  _node("skip", "add", x="fc2", y="x"),
+                  _node("norm", "layernorm", {"eps": 1e-5}, x="skip", gamma="gamma", beta="beta"),
+                  _node("fc3", "affine", x="norm", w="w3", b="b3"),
+                  _node("loss", "softmax_loss", x="fc3", y="y")],
+        "output": "loss"})
+
+
+def _residual_draw(rng, family, dtype, size):
+    n, d, m, k = size["N"], size["D"], size["M"], size["K"]
+    return ({"x": _normal(rng, (n, d), dtype), "w1": _normal(rng, (d, m), dtype, d ** -0.5),
+             "b1": _normal(rng, (m,), dtype, 0.1), "w2": _normal(rng, (m, d), dtype, m ** -0.5),
+             "b2": _normal(rng, (d,), dtype, 0.1), "gamma": (1 + _normal(rng, (d,), "float64", 0.3)).astype(dtype),
+             "beta": _normal(rng, (d,), dtype, 0.1), "w3": _normal(rng, (d, k), dtype, d ** -0.5),
+             "b3": _normal(rng, (k,), dtype, 0.1)},
+            {"y": _labels(rng, n, k)})
+
+
+# --- CS231n's three-layer convnet, with spatial batch norm -----------------------------------------
+
+def _cnn_graph(size):
+    k = size["K"]
+    return Graph.from_json({
+        "inputs": ["x"], "params": ["W1", "b1", "gamma", "beta", "W2", "b2", "W3", "b3"], "constants": ["y"],
+        "nodes": [_node("conv", "conv2d", {"stride": [1, 1], "pad": [(k - 1) // 2] * 2, "dilation": [1, 1]},
+                        x="x", w="W1", b="b1"),
+                  _node("bn", "spatial_batchnorm", {"eps": 1e-5}, x="conv", gamma="gamma", beta="beta"),
+                  _node("relu1", "relu", x="bn"),
+                  _node("pool", "maxpool2d", {"pool_height": 2, "pool_width": 2, "stride": 2}, x="relu1"),
+                  _node("fc1", "affine", x="pool", w="W2", b="b2"),
+                  _node("relu2", "relu", x="fc1"),
+                  _node("fc2", "affine", x="relu2", w="W3", b="b3"),
+                  _node("loss", "softmax_loss", x="fc2", y="y")],
+        "output": "loss"})
+
+
+def _cnn_draw(rng, family, dtype, size):
+    n, c, hw, f, k, hidden, classes = (size[key] for key in ("N", "C", "HW", "F", "K", "hidden", "classes"))
+    pooled = f * (hw // 2) ** 2
+    return ({"x": _normal(rng, (n, c, hw, hw), dtype), "W1": _normal(rng, (f, c, k, k), dtype, (c * k * k) ** -0.5),
+             "b1": _normal(rng, (f,), dtype, 0.1), "gamma": (1 + _normal(rng, (f,), "float64", 0.3)).astype(dtype),
+             "beta": _normal(rng, (f,), dtype, 0.1), "W2": _normal(rng, (pooled, hidden), dtype, pooled ** -0.5),
+             "b2": _normal(rng, (hidden,), dtype, 0.1), "W3": _normal(rng, (hidden, classes), dtype, hidden ** -0.5),
+             "b3": _normal(rng, (classes,), dtype, 0.1)},
+            {"y": _labels(rng, n, classes)})
+
+
+# --- weight tying ----------------------------------------------------------------------------------
+
+def _tied_graph(size):
+    return Graph.from_json({
+        "inputs": [], "params": ["W", "b"], "constants": ["ids", "y"],
+        "nodes": [_node("embed", "embedding", W="W", x="ids"),
+                  _node("WT", "transpose", {"axes": [1, 0]}, x="W"),
+                  _node("logits", "affine", x="embed", w="WT", b="b"),
+                  _node("loss", "softmax_loss", x="logits", y="y")],
+        "output": "loss"})
+
+
+def _tied_draw(rng, family, dtype, size):
+    n, vocab, d = size["N"], size["V"], size["D"]
+    ids = _labels(rng, n, vocab)
+    ids[0] = ids[-1] if n > 1 else ids[0]                    # a repeated id: its row gathers twice
+    return ({"W": _normal(rng, (vocab, d), dtype), "b": _normal(rng, (vocab,), dtype, 0.1)},
+            {"ids": ids, "y": _labels(rng, n, vocab)})
+
+
+ARCHITECTURES = {a.name: a for a in (
+    Architecture("residual_mlp", "affine -> relu -> affine -> + x -> layer norm -> affine -> softmax loss",
+                 _residual_graph, _residual_draw,
+                 sizes=({"N": 2, "D": 3, "M": 2, "K": 2}, {"N": 3, "D": 4, "M": 4, "K": 3},
+                        {"N": 4, "D": 5, "M": 6, "K": 4})),
+    Architecture("cnn", "conv -> spatial batch norm -> relu -> max-pool -> affine -> relu -> affine -> softmax loss",
+                 _cnn_graph, _cnn_draw,
+                 sizes=({"N": 2, "C": 1, "HW": 2, "F": 1, "K": 1, "hidden": 2, "classes": 2},
+                        {"N": 2, "C": 2, "HW": 4, "F": 2, "K": 3, "hidden": 3, "classes": 3},
+                        {"N": 3, "C": 3, "HW": 6, "F": 3, "K": 3, "hidden": 5, "classes": 4})),
+    Architecture("tied_embedding", "embedding W -> affine with W^T -> softmax loss (weight tying)",
+                 _tied_graph, _tied_draw,
+                 sizes=({"N": 2, "V": 2, "D": 2}, {"N": 3, "V": 4, "D": 3}, {"N": 5, "V": 6, "D": 4})),
+)}
+
+
+def get(name):
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None

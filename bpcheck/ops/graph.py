@@ -1,0 +1,232 @@
+"""A network as a graph of op records (the IR), and the chain rule over it in any reading.
+
+A graph, as JSON (format ``bpcheck-graph/1``; ``Graph.from_json`` validates it)::
+
+    {"format": "bpcheck-graph/1",
+     "inputs": ["x"], "params": ["w1", "b1"], "constants": ["y"],
+     "nodes": [{"name": "h", "op": "affine", "inputs": {"x": "x", "w": "w1", "b": "b1"}},
+               {"name": "a", "op": "relu", "inputs": {"x": "h"}},
+               {"name": "r", "op": "add", "inputs": {"x": "a", "y": "x"}},
+               {"name": "loss", "op": "softmax_loss", "inputs": {"x": "r", "y": "y"}}],
+     "output": "loss"}
+
+``inputs`` and ``params`` are the differentiated leaves (data and weights; both get gradients),
+``constants`` the rest (labels, masks, indices). A node applies the catalog record ``op`` with
+``hyper``; its ``inputs`` bind each of the record's inputs and constants to a leaf, a constant or an
+earlier node (nodes are listed in a topological order). A value may feed several nodes (fan-out: a
+residual's skip, a tied weight): its cotangent is the sum of each consumer's part. A single op is
+the one-node graph; the dense chain is affine and activation nodes ending in a loss.
+
+``walk(graph, values, constants, cotangent, ns)`` runs the forward pass in node order and the chain
+rule in reverse, from ``cotangent`` at the output, in any reading of ``bpcheck.ops.algebra``: balls
+(``truth``), the rounding model (``bound``) or float64. It keeps every node's output, every value's
+cotangent (the generalised delta dC/d(value)) and each consumer's part of it.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+from flint import ctx
+
+from bpcheck import ops
+from bpcheck.ops.algebra import Exact, Model
+from bpcheck.ops.exact import MAX_BITS, START_BITS, certified
+
+__all__ = ["Graph", "GraphNode", "GraphError", "walk", "truth", "bound", "FORMAT"]
+
+FORMAT = "bpcheck-graph/1"
+
+
+class GraphError(ValueError):
+    """A malformed graph: the message names the node or value and what is wrong."""
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One op applied to named values: ``inputs`` maps each of the record's inputs and constants to a
+    value name; ``hyper`` holds the record's hyper-parameters."""
+    name: str
+    op: str
+    inputs: dict
+    hyper: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Graph:
+    inputs: tuple
+    params: tuple
+    constants: tuple
+    nodes: tuple
+    output: str
+
+    @property
+    def leaves(self):
+        """The differentiated leaves: data inputs, then parameters."""
+        return self.inputs + self.params
+
+    def node(self, name):
+        return next(n for n in self.nodes if n.name == name)
+
+    def consumers(self, value):
+        """[(node name, record input)] that read ``value``, in node order."""
+        return [(n.name, slot) for n in self.nodes for slot, v in n.inputs.items()
+                if v == value and slot in ops.get(n.op).inputs]
+
+    def to_json(self):
+        return {"format": FORMAT, "inputs": list(self.inputs), "params": list(self.params),
+                "constants": list(self.constants),
+                "nodes": [{"name": n.name, "op": n.op, "inputs": dict(n.inputs), "hyper": dict(n.hyper)}
+                          for n in self.nodes],
+                "output": self.output}
+
+    @classmethod
+    def from_json(cls, doc):
+        """The graph of ``doc``; GraphError naming the first problem found."""
+        if not isinstance(doc, dict):
+            raise GraphError(f"a graph is a JSON object, not {type(doc).__name__}")
+        if doc.get("format", FORMAT) != FORMAT:
+            raise GraphError(f"format {doc.get('format')!r}; this bpcheck reads {FORMAT}")
+        unknown = set(doc) - {"format", "inputs", "params", "constants", "nodes", "output"}
+        if unknown:
+            raise GraphError(f"unknown keys {sorted(unknown)}")
+        names = {}
+        for key in ("inputs", "params", "constants"):
+            items = doc.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
+                raise GraphError(f"{key} must be a list of names")
+            names[key] = tuple(items)
+        nodes = doc.get("nodes")
+        if not isinstance(nodes, list) or not nodes:
+            raise GraphError("nodes must be a non-empty list")
+        built = []
+        for i, n in enumerate(nodes):
+            if not isinstance(n, dict) or not isinstance(n.get("name"), str) or not isinstance(n.get("op"), str):
+                raise GraphError(f"node {i} needs a name and an op")
+            if set(n) - {"name", "op", "inputs", "hyper"}:
+                raise GraphError(f"node {n['name']!r}: unknown keys {sorted(set(n) - {'name', 'op', 'inputs', 'hyper'})}")
+            if not isinstance(n.get("inputs", {}), dict) or not isinstance(n.get("hyper", {}), dict):
+                raise GraphError(f"node {n['name']!r}: inputs and hyper must be objects")
+            built.append(GraphNode(n["name"], n["op"], dict(n.get("inputs", {})), dict(n.get("hyper", {}))))
+        graph = cls(names["inputs"], names["params"], names["constants"], tuple(built), doc.get("output"))
+        graph.validate()
+        return graph
+
+    def validate(self):
+        """GraphError unless: names are unique; every node's op is in the catalog and binds exactly its
+        record's inputs (to leaves or earlier nodes) and constants (to constants); the output is a node;
+        and every leaf, constant and node is used on the way to the output."""
+        seen = set()
+        for name in self.leaves + self.constants + tuple(n.name for n in self.nodes):
+            if name in seen:
+                raise GraphError(f"the name {name!r} is used twice")
+            seen.add(name)
+        differentiable, constant = set(self.leaves), set(self.constants)
+        for n in self.nodes:
+            try:
+                record = ops.get(n.op)
+            except ValueError as exc:
+                raise GraphError(f"node {n.name!r}: {exc}") from None
+            want = set(record.inputs) | set(record.constants)
+            if set(n.inputs) != want:
+                raise GraphError(f"node {n.name!r} ({n.op}) binds {sorted(n.inputs)}; the op takes {sorted(want)}")
+            for slot, value in n.inputs.items():
+                pool = constant if slot in record.constants else differentiable
+                if value not in pool:
+                    kind = "a constant" if slot in record.constants else "a leaf or an earlier node"
+                    raise GraphError(f"node {n.name!r}: {slot} = {value!r} is not {kind}")
+            differentiable.add(n.name)
+        if self.output not in {n.name for n in self.nodes}:
+            raise GraphError(f"output {self.output!r} is not a node")
+        used, todo = set(), [self.output]
+        while todo:
+            value = todo.pop()
+            if value not in used:
+                used.add(value)
+                todo.extend(next((n.inputs.values() for n in self.nodes if n.name == value), ()))
+        unused = [v for v in self.leaves + self.constants + tuple(n.name for n in self.nodes) if v not in used]
+        if unused:
+            raise GraphError(f"not used on the way to the output {self.output!r}: {unused}")
+
+
+def walk(graph, values, constants, cotangent, ns, slip=None):
+    """The forward pass and the chain rule over ``graph`` in namespace ``ns``.
+
+    ``values``: {leaf: array}; ``constants``: {constant: array}; ``cotangent``: the output's upstream
+    gradient. Returns {"out", "outputs": {node: array}, "cotangents": {value: array} (every node and
+    leaf), "parts": {value: {"node.input": array}} (each consumer's part of a value's cotangent),
+    "grads": {leaf: array}}. ``slip = (node, slip name)`` swaps that node's record slip into its
+    backward (a known wrong network, for tests)."""
+    env = {k: ns.input(np.asarray(v)) for k, v in values.items()}
+    calls = []
+    for n in graph.nodes:
+        record = ops.get(n.op)
+        a = {slot: env[v] for slot, v in n.inputs.items() if slot in record.inputs}
+        c = {slot: np.asarray(constants[v]) for slot, v in n.inputs.items() if slot in record.constants}
+        env[n.name] = record.forward(ns, a, c, n.hyper)
+        calls.append((n, record, a, c))
+    parts = {}
+    cotangents = {graph.output: ns.input(np.asarray(cotangent))}
+    for n, record, a, c in reversed(calls):
+        g = _total(parts.get(n.name), cotangents.get(n.name))
+        cotangents[n.name] = g
+        local = record.vjp(ns, a, c, n.hyper, g)
+        if slip is not None and slip[0] == n.name:
+            local = {**local, **next(s for s in record.slips if s.name == slip[1]).vjp(ns, a, c, n.hyper, g)}
+        for slot in record.inputs:
+            part = local[slot]
+            parts.setdefault(n.inputs[slot], {})[f"{n.name}.{slot}"] = part.reshape(a[slot].shape)
+    for leaf in graph.leaves:
+        cotangents[leaf] = _total(parts[leaf], None)
+    return {"out": env[graph.output], "outputs": {n.name: env[n.name] for n in graph.nodes},
+            "cotangents": cotangents, "parts": parts, "grads": {k: cotangents[k] for k in graph.leaves}}
+
+
+def _total(parts, seed):
+    """The sum of a value's parts (in node order), plus the output's own cotangent ``seed``."""
+    terms = ([seed] if seed is not None else []) + list(reversed(list((parts or {}).values())))
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def _tensors(r):
+    """The tensors a graph judgement reads: out, each leaf's gradient, each node's cotangent."""
+    return {"out": r["out"], **{f"d{k}": v for k, v in r["grads"].items()},
+            **{f"delta {k}": v for k, v in r["cotangents"].items() if k not in r["grads"]}}
+
+
+def truth(graph, values, constants, cotangent):
+    """{tensor: float64 array} for ``out``, ``d<leaf>`` and ``delta <node>``, each certified as in
+    ``bpcheck.ops.exact.truth`` (precision doubled until every entry is good to 2^-62, or to 2^-10 of
+    float64's rounding bound where it cancels), plus "parts": {value: {"node.input": float64 array}}
+    and "outputs": {node: float64 array}. ArithmeticError past MAX_BITS."""
+    e64 = {k: v.e for k, v in _tensors(walk(graph, values, constants, cotangent, Model("float64"))).items()}
+    bits = START_BITS
+    while bits <= MAX_BITS:
+        with ctx.workprec(bits):
+            r = walk(graph, values, constants, cotangent, Exact(bits))
+            tensors = _tensors(r)
+            mids = {k: _mid(v) for k, v in tensors.items()}
+            if all(np.all(np.isfinite(mids[k])) and certified(mids[k], np.asarray(Exact.rad(v), dtype=np.float64),
+                                                              e64[k])
+                   for k, v in tensors.items()):
+                mids["parts"] = {v: {k: _mid(p) for k, p in ps.items()} for v, ps in r["parts"].items()}
+                mids["outputs"] = {k: _mid(v) for k, v in r["outputs"].items()}
+                mids["bits"] = bits
+                return mids
+        bits *= 2
+    raise ArithmeticError(f"the graph's truth needs more than {MAX_BITS} bits")
+
+
+def _mid(ball):
+    return np.asarray(Exact.mid(ball), dtype=np.float64)
+
+
+def bound(graph, values, constants, cotangent, dtype):
+    """{tensor: s} as ``truth`` names them, plus "parts": the rounding model's bound in units of
+    ``dtype``'s unit roundoff for an implementation of the records' equations in that dtype."""
+    m = Model(dtype)
+    r = walk(graph, values, constants, cotangent, m)
+    out = {k: m.scale(v) for k, v in _tensors(r).items()}
+    out["parts"] = {v: {k: m.scale(p) for k, p in ps.items()} for v, ps in r["parts"].items()}
+    return out
