@@ -228,3 +228,26 @@ def test_a_quarter_of_each_tensors_tolerance_passes():
 
 def test_float64_catches_a_1e_10_relative_error_on_nine_tensors_in_ten():
     assert _share_caught("float64", 1e-10) >= 0.9
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+def _bpcheck(*args):
+    import subprocess
+    import sys
+    exe = str(Path(sys.executable).parent / "bpcheck")
+    return subprocess.run([exe, "graph", *args], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+def test_the_command_line_exits_0_1_2_for_pass_fail_and_bad_input():
+    ok = _bpcheck("tied_embedding", "--fn", "reference/networks.py:tied_embedding", "--per-family", "1")
+    assert ok.returncode == 0 and "PASS" in ok.stdout, ok.stdout + ok.stderr
+    bad = _bpcheck("tied_embedding", "--fn", "tests/meta/graph_zoo/bug_tied_weight_assigned.py:net")
+    assert bad.returncode == 1 and "first wrong node: W" in bad.stdout, bad.stdout + bad.stderr
+    for args, words in ((("nope", "--fn", "x.py:f"), "unknown architecture"),
+                        (("cnn", "--fn", "missing.py:f"), "no such file"),
+                        (("cnn", "--fn", "reference/networks.py:nothing"), "has no function"),
+                        (("cnn",), "give one of")):
+        r = _bpcheck(*args)
+        assert r.returncode == 2 and words in r.stderr, (args, r.stderr)

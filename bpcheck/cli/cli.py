@@ -19,6 +19,7 @@ def _register():
     from bpcheck.cli.selftest import selftest_command
     from bpcheck.cli.validate import export_vectors_command, validate_command
     from bpcheck.ops.cli import op_command
+    from bpcheck.ops.graph_cli import graph_command
     from bpcheck.report.merge import merge_command
     from bpcheck.report.report import report_command
     main.add_command(report_command, "report")
@@ -26,6 +27,7 @@ def _register():
     main.add_command(validate_command, "validate")
     main.add_command(check_command, "check")
     main.add_command(op_command, "op")
+    main.add_command(graph_command, "graph")
     main.add_command(selftest_command, "selftest")
     main.add_command(export_vectors_command, "export-vectors")
 

@@ -1,0 +1,67 @@
+"""``bpcheck graph ARCH --fn FILE.py:FN``: check a whole network's hand-written backward pass.
+
+Exit 0: pass; 1: a wrong gradient (the diagnosis names the first wrong node); 2: bad input (an unknown
+architecture, a file that does not import, a missing function).
+"""
+import json
+import sys
+
+import click
+
+from bpcheck.ops import architectures
+from bpcheck.ops.candidates import load_module
+from bpcheck.ops.graph_check import check_graph, framework_candidate
+
+__all__ = ["graph_command"]
+
+
+def _function(target):
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or not name:
+        raise click.BadParameter(f"{target!r}: expected FILE.py:FUNCTION", param_hint="--fn")
+    try:
+        module = load_module(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fn") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise click.BadParameter(f"{path} has no function {name!r}", param_hint="--fn")
+    return fn
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("arch_name", required=False)
+@click.option("--fn", "target", metavar="FILE.py:FN",
+              help="fn(values, constants, hyper, dout) -> (out, grads[, deltas]) (the graph contract).")
+@click.option("--framework", type=click.Choice(["torch", "jax"]),
+              help="Check the framework's own built-ins composed over the graph instead (an oracle).")
+@click.option("--dtype", "dtypes", multiple=True, type=click.Choice(["float32", "float64"]),
+              help="Dtypes to check (default both).")
+@click.option("--per-family", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--list", "list_archs", is_flag=True, help="List the architectures and exit.")
+@click.option("--show", is_flag=True, help="Print the architecture's graph (JSON, smallest size) and exit.")
+def graph_command(arch_name, target, framework, dtypes, per_family, seed, list_archs, show):
+    """Check the backward pass of a whole network ARCH: every input and parameter gradient (and every
+    node's delta, if returned) against the certified truth of its graph, in every family and dtype;
+    a failure is shrunk to the smallest size and its first wrong node named."""
+    if list_archs:
+        for name, arch in architectures.ARCHITECTURES.items():
+            click.echo(f"{name:16s} {arch.description}")
+        return
+    if not arch_name:
+        raise click.UsageError("name an architecture (bpcheck graph --list)")
+    try:
+        arch = architectures.get(arch_name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="ARCH") from None
+    if show:
+        click.echo(json.dumps(arch.graph(arch.sizes[0]).to_json(), indent=1))
+        return
+    if bool(target) == bool(framework):
+        raise click.UsageError("give one of --fn FILE.py:FN or --framework torch|jax")
+    candidate = framework_candidate(framework) if framework else _function(target)
+    report = check_graph(arch, candidate, name=target, seed=seed, per_family=per_family,
+                         dtypes=tuple(dtypes) or ("float32", "float64"))
+    click.echo(report.summary())
+    sys.exit({"pass": 0, "fail": 1}.get(report.verdict, 2))
