@@ -12,6 +12,9 @@ Plain NumPy, written differently from a loop-by-loop version on purpose:
   each window's gradient to exactly one maximum, the first in row-major order;
 * the embedding gradient is onehot(x)ᵀ @ dout;
 * cross-entropy is written with the log-sum-exp.
+* the RNN and LSTM multiply [x, h] by one stacked weight matrix or compute the i, f, o
+  gates in one sigmoid call; their sequence backward carries only the recurrent gradient
+  through the time loop and forms dx, dWx, dWh, db from every step at once (einsum).
 
 Outputs and gradients keep the input's dtype; no input is changed in place.
 """
@@ -284,3 +287,111 @@ def softmax_loss(x, y):
     dx = np.exp(z - lse[:, None])
     dx[np.arange(N), y] -= 1
     return loss, dx / N
+
+
+# recurrent: vanilla RNN and LSTM (CS231n's rnn_layers.py signatures) ------------------------
+# One stacked weight matrix [Wx; Wh] multiplies [x, h]; the sequence backward carries only the
+# recurrent gradient through its time loop and forms dx, dWx, dWh, db afterwards from all the steps'
+# pre-activation gradients at once (einsum over N and T).
+
+def _sig(z):
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1, e) / (1 + e)
+
+
+def _cell_input(x, h, Wx, Wh):
+    return np.concatenate([x, h], axis=1), np.concatenate([Wx, Wh], axis=0)
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    xh, W = _cell_input(x, prev_h, Wx, Wh)
+    next_h = np.tanh(xh @ W + b)
+    return next_h, (xh, W, next_h, x.shape[1])
+
+
+def rnn_step_backward(dnext_h, cache):
+    xh, W, next_h, D = cache
+    da = dnext_h - dnext_h * next_h * next_h
+    dxh, dW = da @ W.T, xh.T @ da
+    return dxh[:, :D], dxh[:, D:], dW[:D], dW[D:], da.sum(0)
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    hs, h = [], h0
+    for xt in np.moveaxis(x, 1, 0):
+        h = np.tanh(xt @ Wx + h @ Wh + b)
+        hs.append(h)
+    h = np.stack(hs, axis=1)
+    return h, (x, h0, Wx, Wh, h)
+
+
+def rnn_backward(dh, cache):
+    x, h0, Wx, Wh, h = cache
+    T = x.shape[1]
+    da = np.empty_like(h)                                     # (N, T, H): every step's pre-activation grad
+    carry = np.zeros_like(h0)
+    for t in range(T - 1, -1, -1):
+        da[:, t] = (dh[:, t] + carry) * (1 - h[:, t] ** 2)
+        carry = da[:, t] @ Wh.T
+    h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1)
+    return (da @ Wx.T, carry, np.einsum("ntd,ntk->dk", x, da), np.einsum("ntj,ntk->jk", h_prev, da),
+            da.sum((0, 1)))
+
+
+def _lstm_gates(x, h, Wx, Wh, b):
+    H = h.shape[1]
+    a = x @ Wx + h @ Wh + b
+    ifo = _sig(a[:, :3 * H])                                  # i, f, o in one call
+    return ifo, np.tanh(a[:, 3 * H:])
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    H = prev_h.shape[1]
+    ifo, g = _lstm_gates(x, prev_h, Wx, Wh, b)
+    i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
+    next_c = i * g + f * prev_c
+    tc = np.tanh(next_c)
+    return o * tc, next_c, (x, prev_h, prev_c, Wx, Wh, ifo, g, tc)
+
+
+def _lstm_da(dh, dc_next, prev_c, ifo, g, tc):
+    """(da (N, 4H), dprev_c) of one step: dc = dc_next + dh·o·(1 − tc²)."""
+    H = g.shape[1]
+    i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
+    dc = dc_next + dh * o * (1 - tc * tc)
+    difo = np.concatenate([dc * g, dc * prev_c, dh * tc], axis=1) * ifo * (1 - ifo)
+    return np.concatenate([difo, dc * i * (1 - g * g)], axis=1), dc * f
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    x, prev_h, prev_c, Wx, Wh, ifo, g, tc = cache
+    da, dprev_c = _lstm_da(dnext_h, dnext_c, prev_c, ifo, g, tc)
+    return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(0)
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    h, c = h0, np.zeros_like(h0)
+    hs, cs, gates = [], [], []
+    for xt in np.moveaxis(x, 1, 0):
+        cs.append(c)                                          # the step's prev_c
+        ifo, g = _lstm_gates(xt, h, Wx, Wh, b)
+        H = h0.shape[1]
+        c = ifo[:, :H] * g + ifo[:, H:2 * H] * c
+        h = ifo[:, 2 * H:] * np.tanh(c)
+        hs.append(h)
+        gates.append((ifo, g, np.tanh(c)))
+    h = np.stack(hs, axis=1)
+    return h, (x, h0, Wx, Wh, h, cs, gates)
+
+
+def lstm_backward(dh, cache):
+    x, h0, Wx, Wh, h, cs, gates = cache
+    N, T, H = dh.shape
+    da = np.empty((N, T, 4 * H), dtype=dh.dtype)
+    carry_h, carry_c = np.zeros_like(h0), np.zeros_like(h0)
+    for t in range(T - 1, -1, -1):
+        da[:, t], carry_c = _lstm_da(dh[:, t] + carry_h, carry_c, cs[t], *gates[t])
+        carry_h = da[:, t] @ Wh.T
+    h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1)
+    return (da @ Wx.T, carry_h, np.einsum("ntd,ntk->dk", x, da), np.einsum("ntj,ntk->jk", h_prev, da),
+            da.sum((0, 1)))

@@ -9,7 +9,8 @@ scipy nor bpcheck.
 What it is not: fast. The normalisations' backward passes walk back through the
 forward's intermediates one stage at a time (the computational-graph style)
 rather than using the shorter closed form, and convolution and pooling loop
-over output positions. Batch normalisation implements only the "train" mode.
+over output positions; the recurrent layers (RNN, LSTM) loop over time steps, the
+sequence backward calling the step backward once per step. Batch normalisation implements only the "train" mode.
 
 Everything is computed in the input's dtype: constants are Python numbers
 (which NumPy never promotes a float32 array with) or cast to ``x.dtype``, so a
@@ -425,3 +426,147 @@ def softmax_loss(x, y):
     dx[np.arange(N), y] -= 1
     dx /= N
     return loss, dx
+
+
+# ------------------------------------------------------------------------ recurrent
+
+def _sigmoid(x):
+    """σ(x) = 1 / (1 + e^−x), stable as CS231n's rnn_layers.sigmoid: e^−|x| never overflows."""
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """next_h = tanh(x Wx + prev_h Wh + b);  x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,)."""
+    a = x @ Wx + prev_h @ Wh + b                           # pre-activation (N, H)
+    next_h = np.tanh(a)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    """da = dnext_h (1 − next_h²); dx = da Wxᵀ, dprev_h = da Whᵀ, dWx = xᵀ da, dWh = prev_hᵀ da, db = Σ_n da."""
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - next_h ** 2)                       # tanh'(a) = 1 − tanh(a)²
+    dx = da @ Wx.T
+    dprev_h = da @ Wh.T
+    dWx = x.T @ da
+    dWh = prev_h.T @ da
+    db = da.sum(axis=0)
+    return dx, dprev_h, dWx, dWh, db
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """h[:, t] = rnn_step(x[:, t], h[:, t − 1]), h[:, −1] = h0;  x (N, T, D), h0 (N, H) -> h (N, T, H)."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    h = np.zeros((N, T, H), dtype=x.dtype)
+    caches = []
+    prev_h = h0
+    for t in range(T):
+        prev_h, step_cache = rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)
+        h[:, t, :] = prev_h
+        caches.append(step_cache)
+    return h, caches
+
+
+def rnn_backward(dh, cache):
+    """Backpropagation through time: dh (N, T, H) arrives at every step; going t = T−1 … 0 the step's
+    upstream gradient is dh[:, t] + dprev_h (what step t + 1 sent back); dWx, dWh, db accumulate."""
+    caches = cache
+    N, T, H = dh.shape
+    x0, _, Wx, Wh, _ = caches[0]
+    D = x0.shape[1]
+    dx = np.zeros((N, T, D), dtype=dh.dtype)
+    dWx = np.zeros_like(Wx)
+    dWh = np.zeros_like(Wh)
+    db = np.zeros(H, dtype=dh.dtype)
+    dprev_h = np.zeros((N, H), dtype=dh.dtype)
+    for t in reversed(range(T)):
+        dx_t, dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t, :] + dprev_h, caches[t])
+        dx[:, t, :] = dx_t
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    dh0 = dprev_h
+    return dx, dh0, dWx, dWh, db
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """CS231n's LSTM step, gates in the order i, f, o, g along the 4H columns:
+
+    a = x Wx + prev_h Wh + b;  i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
+    next_c = f·prev_c + i·g;  next_h = o·tanh(next_c).
+    x (N, D), prev_h, prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,) -> next_h, next_c (N, H).
+    """
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b
+    i = _sigmoid(a[:, 0:H])                                # input gate
+    f = _sigmoid(a[:, H:2 * H])                            # forget gate
+    o = _sigmoid(a[:, 2 * H:3 * H])                        # output gate
+    g = np.tanh(a[:, 3 * H:4 * H])                         # candidate cell
+    next_c = f * prev_c + i * g
+    tanh_c = np.tanh(next_c)
+    next_h = o * tanh_c
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """Stage by stage: dc = dnext_c + dnext_h·o·(1 − tanh²(next_c)); do = dnext_h·tanh(next_c);
+    df = dc·prev_c; di = dc·g; dg = dc·i; dprev_c = dc·f; each gate through its derivative
+    (σ' = σ(1 − σ), tanh' = 1 − tanh²) into da, then as in the RNN step."""
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c = cache
+    do = dnext_h * tanh_c
+    dtanh_c = dnext_h * o
+    dc = dnext_c + dtanh_c * (1 - tanh_c ** 2)
+    df = dc * prev_c
+    di = dc * g
+    dg = dc * i
+    dprev_c = dc * f
+    da_i = di * i * (1 - i)
+    da_f = df * f * (1 - f)
+    da_o = do * o * (1 - o)
+    da_g = dg * (1 - g ** 2)
+    da = np.concatenate([da_i, da_f, da_o, da_g], axis=1)
+    dx = da @ Wx.T
+    dprev_h = da @ Wh.T
+    dWx = x.T @ da
+    dWh = prev_h.T @ da
+    db = da.sum(axis=0)
+    return dx, dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """The LSTM over a sequence from h0 and c0 = 0 (CS231n);  x (N, T, D), h0 (N, H) -> h (N, T, H)."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    h = np.zeros((N, T, H), dtype=x.dtype)
+    prev_h = h0
+    prev_c = np.zeros_like(h0)
+    caches = []
+    for t in range(T):
+        prev_h, prev_c, step_cache = lstm_step_forward(x[:, t, :], prev_h, prev_c, Wx, Wh, b)
+        h[:, t, :] = prev_h
+        caches.append(step_cache)
+    return h, caches
+
+
+def lstm_backward(dh, cache):
+    """BPTT for the LSTM: both dprev_h and dprev_c of step t + 1 flow into step t (the cell's dnext_c);
+    dh[:, t] adds to dnext_h; dWx, dWh, db accumulate over the steps. dh (N, T, H)."""
+    caches = cache
+    N, T, H = dh.shape
+    D = caches[0][0].shape[1]
+    dx = np.zeros((N, T, D), dtype=dh.dtype)
+    dWx = np.zeros_like(caches[0][3])
+    dWh = np.zeros_like(caches[0][4])
+    db = np.zeros(4 * H, dtype=dh.dtype)
+    dprev_h = np.zeros((N, H), dtype=dh.dtype)
+    dprev_c = np.zeros((N, H), dtype=dh.dtype)
+    for t in reversed(range(T)):
+        dx_t, dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t, :] + dprev_h, dprev_c, caches[t])
+        dx[:, t, :] = dx_t
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    dh0 = dprev_h
+    return dx, dh0, dWx, dWh, db

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Candidate", "CandidateError", "CandidateFatal", "Unsupported", "cs231n", "torch_function", "jax_function", "builtin", "load_module"]
+__all__ = ["Candidate", "CandidateError", "CandidateFatal", "Unsupported", "cs231n", "torch_function", "jax_function", "builtin", "load_module",
+           "cs231n_backward"]
 
 
 class CandidateError(Exception):
@@ -106,7 +107,7 @@ def cs231n(module, name=None, extended=False):
         if op.cs231n is None:
             raise CandidateError(f"{op.name} has no CS231n-style signature")
         fwd_name, bwd_name, invoke, unpack = op.cs231n[:4]
-        if not extended and len(op.cs231n) > 4 and not op.cs231n[4](case.hyper):
+        if not extended and len(op.cs231n) > 4 and op.cs231n[4] is not None and not op.cs231n[4](case.hyper):
             raise Unsupported(f"{op.name} {case.hyper}: beyond CS231n's signature (pass extended)")
         fwd = getattr(module, fwd_name, None)
         if fwd is None:
@@ -124,10 +125,18 @@ def cs231n(module, name=None, extended=False):
         if not isinstance(reply, tuple) or len(reply) != 2:
             raise CandidateError(f"{fwd_name} returned {type(reply).__name__}, not (out, cache)")
         out, cache = reply
-        grads = unpack(bwd(case.cotangent.copy(), cache))
+        grads = unpack(cs231n_backward(op, bwd, case.cotangent.copy(), cache))
         return out, grads
 
     return Candidate(name or getattr(module, "__name__", "layers"), call)
+
+
+def cs231n_backward(op, bwd, dout, cache):
+    """Call a CS231n-style backward: ``bwd(dout, cache)``, or, for a record whose output joins several
+    of the forward's outputs (``cs231n[5]``, e.g. lstm_step's [next_h | next_c]), the record's own
+    ``backward(bwd, dout, cache)``, which splits the cotangent into the backward's arguments."""
+    split = op.cs231n[5] if len(op.cs231n) > 5 else None
+    return bwd(dout, cache) if split is None else split(bwd, dout, cache)
 
 
 def _torch_call(fn, name):

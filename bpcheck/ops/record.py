@@ -58,7 +58,9 @@ class Op:
     on every run). ``torch(torch, a, c, h)`` / ``jax(jax, a, c, h)`` build the output from the
     framework's own built-ins. ``cs231n = (forward name, backward name, call, grads)``: ``call(fwd, a, c,
     h) -> (out, cache)`` calls a CS231n-style forward, ``grads(result) -> {input: gradient}`` names what
-    its backward returns. ``ties(a, c, h)`` lists, for an op with a max, each output entry's tied
+    its backward returns; a fifth entry ``supported(hyper)`` (None: always) says which cases CS231n's own
+    signature takes, a sixth ``backward(bwd, dout, cache)`` calls a backward that takes the output's
+    parts (lstm_step_backward(dnext_h, dnext_c, cache)) instead of ``bwd(dout, cache)``. ``ties(a, c, h)`` lists, for an op with a max, each output entry's tied
     argmax positions (flat indices into the input), for class ``tie``. ``shrink(draw)`` yields smaller
     draws of the same kind. ``kinks(a, c, h) -> {input: (mask, lo, hi)}`` marks entries at a kink,
     where any derivative between the one-sided ``lo`` and ``hi`` is a valid subgradient (class

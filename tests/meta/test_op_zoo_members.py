@@ -130,12 +130,47 @@ def ref_cross_entropy(x, y, ce_param):
     return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.sum() / keep.sum()
 
 
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _lstm_cell(x, h, c, Wx, Wh, b):
+    i, f, o, g = np.split(x @ Wx + h @ Wh + b, 4, axis=1)          # CS231n's gate order i, f, o, g
+    c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+    return _sigmoid(o) * np.tanh(c), c
+
+
+def ref_rnn_step(x, prev_h, Wx, Wh, b):
+    return np.tanh(x @ Wx + prev_h @ Wh + b)
+
+
+def ref_rnn(x, h0, Wx, Wh, b):
+    hs, h = [], h0
+    for t in range(x.shape[1]):
+        h = ref_rnn_step(x[:, t], h, Wx, Wh, b)
+        hs.append(h)
+    return np.stack(hs, axis=1)
+
+
+def ref_lstm_step(x, prev_h, prev_c, Wx, Wh, b):
+    return np.concatenate(_lstm_cell(x, prev_h, prev_c, Wx, Wh, b), axis=1)     # [next_h | next_c]
+
+
+def ref_lstm(x, h0, Wx, Wh, b):
+    hs, h, c = [], h0, np.zeros_like(h0)
+    for t in range(x.shape[1]):
+        h, c = _lstm_cell(x[:, t], h, c, Wx, Wh, b)
+        hs.append(h)
+    return np.stack(hs, axis=1)
+
+
 class Op(NamedTuple):
     forward: str
     backward: str
     wrt: tuple          # positions of the differentiated arguments of the forward
     grads: tuple        # the backward's return values, in order
     ref: Callable
+    outputs: int = 1    # the forward's outputs before its cache, joined on the last axis (lstm_step: 2)
 
 
 OPS = {
@@ -153,7 +188,19 @@ OPS = {
     "avgpool2d": Op("avg_pool_forward", "avg_pool_backward", (0,), ("dx",), ref_avgpool2d),
     "embedding": Op("word_embedding_forward", "word_embedding_backward", (1,), ("dW",), ref_embedding),
     "cross_entropy": Op("cross_entropy_forward", "cross_entropy_backward", (0,), ("dx",), ref_cross_entropy),
+    "rnn_step": Op("rnn_step_forward", "rnn_step_backward", (0, 1, 2, 3, 4), ("dx", "dprev_h", "dWx", "dWh", "db"),
+                   ref_rnn_step),
+    "rnn": Op("rnn_forward", "rnn_backward", (0, 1, 2, 3, 4), ("dx", "dh0", "dWx", "dWh", "db"), ref_rnn),
+    "lstm_step": Op("lstm_step_forward", "lstm_step_backward", (0, 1, 2, 3, 4, 5),
+                    ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"), ref_lstm_step, outputs=2),
+    "lstm": Op("lstm_forward", "lstm_backward", (0, 1, 2, 3, 4), ("dx", "dh0", "dWx", "dWh", "db"), ref_lstm),
 }
+
+
+def joined(op, result):
+    """The forward's output: its one output, or its outputs joined on the last axis; (output, cache)."""
+    *outs, cache = result
+    return (outs[0] if op.outputs == 1 else np.concatenate(outs, axis=-1)), cache
 
 
 # ---- inputs -----------------------------------------------------------------------------------
@@ -256,6 +303,16 @@ def cross_entropy(N=4, C=3, reduction="mean", smoothing=0.0, ignored=0):
     return make
 
 
+def recurrent(N=2, T=3, D=3, H=3, gates=1, sequence=True, state=1):
+    """x, the initial state(s) and the weights of an RNN (gates=1) or LSTM (gates=4), in CS231n's order."""
+    def make(rng):
+        x = rng.standard_normal((N, T, D) if sequence else (N, D))
+        states = [rng.standard_normal((N, H)) for _ in range(state)]
+        return [x, *states, 0.5 * rng.standard_normal((D, gates * H)), 0.5 * rng.standard_normal((H, gates * H)),
+                0.5 * rng.standard_normal(gates * H)]
+    return make
+
+
 # Per member: "region" (an input where the slip shows); "outside" (edge-only slips: an input where
 # the member must be right) with "outside_tol"; "calls" (backward calls on one cache before the
 # result is read); "also_wrong" (other tensors the same slip breaks).
@@ -340,6 +397,27 @@ REGIONS = {
                                                      outside=cross_entropy(C=5, smoothing=0.0)),
     "bug_cross_entropy_mean_no_1_over_n.py": dict(region=cross_entropy(reduction="mean"),
                                                   outside=cross_entropy(reduction="sum")),
+
+    "bug_rnn_step_tanh_prime_of_preactivation.py": dict(region=recurrent(sequence=False),
+                                                        also_wrong=("dprev_h", "dWx", "dWh", "db")),
+    "bug_rnn_step_dprev_h_no_transpose.py": dict(region=recurrent(sequence=False, H=3),
+                                                 outside=recurrent(sequence=False, H=1)),
+    "bug_rnn_step_tanh_prime_of_prev_h.py": dict(region=recurrent(sequence=False),
+                                                 also_wrong=("dprev_h", "dWx", "dWh", "db")),
+    "bug_rnn_dh_not_carried.py": dict(region=recurrent(T=3), outside=recurrent(T=1),
+                                      also_wrong=("dh0", "dWx", "dWh", "db")),
+    "bug_rnn_dwh_assigned.py": dict(region=recurrent(T=3), outside=recurrent(T=1)),
+    "bug_rnn_dwh_current_state.py": dict(region=recurrent(T=3)),
+    "bug_lstm_step_dprev_c_no_forget.py": dict(region=recurrent(sequence=False, gates=4, state=2)),
+    "bug_lstm_step_df_no_prev_c.py": dict(region=recurrent(sequence=False, gates=4, state=2),
+                                          also_wrong=("dprev_h", "dWx", "dWh", "db")),
+    "bug_lstm_step_no_tanh_prime_c.py": dict(region=recurrent(sequence=False, gates=4, state=2),
+                                             also_wrong=("dprev_h", "dprev_c", "dWx", "dWh", "db")),
+    "bug_lstm_dh_not_carried.py": dict(region=recurrent(T=3, gates=4), outside=recurrent(T=1, gates=4),
+                                       also_wrong=("dh0", "dWx", "dWh", "db")),
+    "bug_lstm_dc_no_forget.py": dict(region=recurrent(T=3, gates=4), outside=recurrent(T=1, gates=4),
+                                     also_wrong=("dh0", "dWx", "dWh", "db")),
+    "bug_lstm_dwh_assigned.py": dict(region=recurrent(T=3, gates=4), outside=recurrent(T=1, gates=4)),
 }
 
 
@@ -381,11 +459,12 @@ def finite_differences(f, args, wrt, dout, h=1e-6):
 
 def run(member, op, args, rng, calls=1):
     """The member's forward, then its backward `calls` times on one cache: (out, dout, {name: grad})."""
-    out, cache = getattr(member, op.forward)(*copy.deepcopy(args))
+    out, cache = joined(op, getattr(member, op.forward)(*copy.deepcopy(args)))
     dtype = args[op.wrt[0]].dtype
     dout = np.asarray(rng.standard_normal(np.shape(out)), dtype)
     for _ in range(calls):
-        grads = getattr(member, op.backward)(dout, cache)
+        parts = (dout,) if op.outputs == 1 else np.split(dout, op.outputs, axis=-1)
+        grads = getattr(member, op.backward)(*parts, cache)
     grads = grads if isinstance(grads, tuple) else (grads,)
     assert len(grads) == len(op.grads)
     return out, dout, dict(zip(op.grads, grads))
@@ -427,7 +506,7 @@ def test_slip_is_real_in_its_region(name):
         assert rel(out, ref_out) > WRONG, "the forward is right in the region"
         assert max(rel(grads[g], want) for g, want in zip(op.grads, fd)) > WRONG, "the backward is right"
     else:
-        own = lambda *a: getattr(member, op.forward)(*a)[0]
+        own = lambda *a: joined(op, getattr(member, op.forward)(*a))[0]
         fd = dict(zip(op.grads, finite_differences(own, args, op.wrt, dout.astype(np.float64))))
         assert rel(out, ref_out) < 1e-9, "the forward is wrong: the slip should be in the backward"
         assert rel(grads[exp["tensor"]], fd[exp["tensor"]]) > WRONG, f"{exp['tensor']} is right in the region"
