@@ -3,12 +3,13 @@ batch norm, and a weight-tied embedding model -- the architectures ``bpcheck gra
 
 Each is one function with bpcheck's graph contract,
 
-    net(values, constants, hyper, dout) -> (out, grads, deltas)
+    net(values, constants, hyper, dout) -> (out, grads, deltas, outputs)
 
 ``values`` the inputs and parameters by name, ``constants`` the labels (and ids), ``hyper`` each
 node's hyper-parameters by node name, ``dout`` the cotangent of the loss (a scalar; training sends
 1). ``grads`` holds dC/d(name) for every input and parameter, ``deltas`` dC/d(node output) for each
-node: the forward pass keeps each layer's cache, the backward pass walks the layers in reverse,
+node, ``outputs`` each node's forward value (so bpcheck can judge every node on its own): the
+forward pass keeps each layer's cache, the backward pass walks the layers in reverse,
 and a tensor read twice gets the sum of both gradients (``+=``). Built on ``reference.layers``;
 imports neither torch, jax nor bpcheck.
 """
@@ -54,7 +55,8 @@ def residual_mlp(values, constants, hyper, dout):
     d["fc1"] = _relu_backward(d["relu"], cr)
     g["x"], g["w1"], g["b1"] = affine_backward(d["fc1"], c1)
     g["x"] = g["x"] + d["skip"]                                  # accumulate: the skip's share of dx
-    return loss, g, d
+    outputs = {"fc1": fc1, "relu": relu, "fc2": fc2, "skip": skip, "norm": norm, "fc3": fc3, "loss": loss}
+    return loss, g, d, outputs
 
 
 def cnn(values, constants, hyper, dout):
@@ -79,7 +81,9 @@ def cnn(values, constants, hyper, dout):
     d["bn"] = _relu_backward(d["relu1"], r1)
     d["conv"], g["gamma"], g["beta"] = spatial_batchnorm_backward(d["bn"], cb)
     g["x"], g["W1"], g["b1"] = conv_backward_naive(d["conv"], cc)
-    return loss, g, d
+    outputs = {"conv": conv, "bn": bn, "relu1": relu1, "pool": pool, "fc1": fc1, "relu2": relu2, "fc2": fc2,
+               "loss": loss}
+    return loss, g, d, outputs
 
 
 def tied_embedding(values, constants, hyper, dout):
@@ -92,4 +96,4 @@ def tied_embedding(values, constants, hyper, dout):
     g, d = {}, {"loss": np.asarray(dout), "logits": dlogits}
     d["embed"], d["WT"], g["b"] = affine_backward(dlogits, cl)
     g["W"] = word_embedding_backward(d["embed"], ce) + d["WT"].T  # both uses of W, summed
-    return loss, g, d
+    return loss, g, d, {"embed": embed, "WT": WT, "logits": logits, "loss": loss}

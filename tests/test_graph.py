@@ -20,9 +20,10 @@ from bpcheck.ops import architectures
 from bpcheck.ops.candidates import load_module
 from bpcheck.ops.cases import draw_case
 from bpcheck.ops.exact import truth as op_truth
-from bpcheck.ops.graph import Graph, GraphError, GraphNode, truth
-from bpcheck.ops.graph_check import (GraphCandidate, check_graph, draw_graph_case, framework_candidate,
-                                     judge_graph_case, record_candidate)
+from bpcheck.ops.graph import Graph, GraphError, GraphNode, bound, truth
+from bpcheck.ops.graph_candidates import GraphCandidate, framework_candidate, record_candidate
+from bpcheck.ops.graph_cases import draw_graph_case
+from bpcheck.ops.graph_check import check_graph, judge_graph_case
 from reference import networks
 
 ARCHS = tuple(architectures.ARCHITECTURES)
@@ -107,15 +108,27 @@ def test_each_frameworks_built_ins_composed_pass(name, framework):
 
 # --- bugs are caught at their node ------------------------------------------------------------------
 
+def _graph_only(fn):
+    """``fn`` without its node outputs: only the whole graph can be judged."""
+    def without(values, constants, hyper, dout):
+        return fn(values, constants, hyper, dout)[:3]
+    return without
+
+
+@pytest.mark.parametrize("scope", ["node", "graph"])
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
-def test_every_zoo_member_fails_on_every_seed_at_its_node(path):
+def test_every_zoo_member_fails_on_every_seed_at_its_node(path, scope):
+    """With node outputs each node is judged on its own (``tensor``); without, the graph's backward order
+    says where (``graph_tensor``): the same node either way."""
     member = load_module(path)
     want = member.EXPECTED
+    fn = member.net if scope == "node" else _graph_only(member.net)
     for seed in SEEDS:
-        report = check_graph(want["arch"], member.net, seed=seed, per_family=1)
+        report = check_graph(want["arch"], fn, seed=seed, per_family=1)
         assert report.verdict == "fail", f"{path.name} passed on seed {seed}"
         culprit = report.first["culprit"]
-        assert (culprit["node"], culprit["tensor"]) == (want["node"], want["tensor"]), report.summary()
+        tensor = want["tensor"] if scope == "node" else want["graph_tensor"]
+        assert (culprit["node"], culprit["tensor"]) == (want["node"], tensor), report.summary()
         assert want["words"] in " ".join([culprit["words"], *culprit["hints"]]), report.summary()
 
 
@@ -147,15 +160,24 @@ def test_most_record_slips_apply_inside_the_networks():
 
 @pytest.mark.parametrize("name, node, slip", SLIPS, ids=[f"{a}-{n}-{s}" for a, n, s in SLIPS])
 def test_a_record_slip_at_any_node_is_located_there(name, node, slip):
+    """Judged node by node the culprit is the slip's node (or, where the slip loses a part of a value read
+    by several nodes, that value); judged as a whole graph, that node, a reader of its output or a value
+    it reads."""
+    wrong = record_candidate((node, slip))
+
+    def graph_only(case):
+        return {**wrong.run(case), "outputs": {}}
+
     for seed in range(3):
         case = draw_graph_case(name, "plain", "float64", seed)
         if not _changes_anything(case, (node, slip)):
             continue
-        rows, culprit, cls = judge_graph_case(case, record_candidate((node, slip)))
-        assert cls == "bug", (seed, rows)
-        # the node itself, a node reading its output, or a value it reads (where a lost part shows)
-        near = {node, *(c for c, _ in case.graph.consumers(node)), *case.graph.node(node).inputs.values()}
-        assert culprit["node"] in near, (seed, culprit)
+        reads = set(case.graph.node(node).inputs.values())
+        rows, culprit, cls = judge_graph_case(case, wrong)
+        assert cls == "bug" and culprit["node"] in {node} | reads, (seed, culprit)
+        rows, culprit, cls = judge_graph_case(case, GraphCandidate("graph only", graph_only))
+        near = {node, *(c for c, _ in case.graph.consumers(node)), *reads}
+        assert cls == "bug" and culprit["node"] in near, (seed, culprit)
 
 
 def test_a_failure_shrinks_to_the_smallest_size_that_fails():
@@ -179,55 +201,77 @@ def test_a_candidate_that_raises_or_returns_garbage_is_a_bug_with_its_reason():
 
 # --- the tolerance ----------------------------------------------------------------------------------
 
-def _moved(result, tensor, size, rng):
-    """``result`` with ``tensor`` moved by ``size`` in a random direction."""
-    group, name = (("grads", tensor[1:]) if tensor.startswith("d") and not tensor.startswith("delta ")
-                   else ("deltas", tensor[len("delta "):]) if tensor.startswith("delta ") else (None, "out"))
-    g = result["out"] if group is None else result[group][name]
+def _moved(result, group, name, size, rng):
+    """``result`` with ``result[group][name]`` moved by ``size`` in a random direction."""
+    g = result[group][name]
     direction = rng.standard_normal(np.shape(g))
-    direction = direction / np.linalg.norm(direction) if direction.ndim else np.sign(direction) or 1.0
-    moved = np.asarray(g, dtype=np.float64) + size * direction
-    if group is None:
-        return {**result, "out": moved}
-    return {**result, group: {**result[group], name: moved}}
+    direction = direction / np.linalg.norm(direction)
+    return {**result, group: {**result[group], name: np.asarray(g, dtype=np.float64) + size * direction}}
 
 
-def _share_caught(dtype, rel):
+def _judged(case, result):
+    return judge_graph_case(case, GraphCandidate("moved", lambda c: result))
+
+
+def _tensors(case, result):
+    """(group, name) of every gradient and delta with a non-zero value (the output's own delta is the
+    cotangent sent, not computed)."""
+    return [(group, k) for group in ("grads", "deltas") for k, g in result[group].items()
+            if not (group == "deltas" and k == case.graph.output) and np.linalg.norm(g) > 0]
+
+
+ZERO = 2.0**-100       # a truth below 2^-100 of its rounding bound is 0 (as in tests/ops/test_tightness.py)
+
+
+def _share_caught(dtype, rel, graph_only=False):
+    """The share of (case, tensor) pairs failing when one gradient or delta is moved by rel ||truth||; a
+    tensor whose truth is 0 (a conv bias before batch norm) is left out: rel ||0|| moves nothing."""
     caught = total = 0
     rng = np.random.default_rng(0)
     for name in ARCHS:
         for family in ("plain", "uniform_cotangent"):
             for seed in range(3):
                 case = draw_graph_case(name, family, dtype, seed)
-                rows, _, _ = judge_graph_case(case, record_candidate())
+                args = (case.graph, case.values, case.constants, case.cotangent)
+                t, s = truth(*args), bound(*args, dtype)
                 base = record_candidate().run(case)
-                for row in rows:
-                    if "allowed" not in row or row["truth_norm"] == 0 or row["tensor"] in ("out", "delta loss"):
+                if graph_only:
+                    base = {**base, "outputs": {}}
+                for group, k in _tensors(case, base):
+                    key = f"d{k}" if group == "grads" else f"delta {k}"
+                    size = np.linalg.norm(t[key])
+                    if size <= ZERO * np.linalg.norm(s[key]):
                         continue
-                    moved = _moved(base, row["tensor"], rel * row["truth_norm"], rng)
-                    again, _, cls = judge_graph_case(case, GraphCandidate("moved", lambda c, m=moved: m))
                     total += 1
-                    caught += next(r for r in again if r["tensor"] == row["tensor"])["status"] == "bug"
+                    caught += _judged(case, _moved(base, group, k, rel * size, rng))[2] == "bug"
     return caught / total
 
 
-def test_a_quarter_of_each_tensors_tolerance_passes():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_quarter_of_each_tensors_tolerance_passes(dtype):
+    """Every gradient and delta moved by a quarter of the smallest tolerance any row judging it allows."""
     rng = np.random.default_rng(1)
     for name in ARCHS:
-        for dtype in ("float32", "float64"):
-            case = draw_graph_case(name, "plain", dtype, 0)
-            rows, _, _ = judge_graph_case(case, record_candidate())
-            base = record_candidate().run(case)
-            for row in rows:
-                if "allowed" not in row or row["tensor"] in ("out", "delta loss"):
-                    continue
-                moved = _moved(base, row["tensor"], row["allowed"] / 4, rng)
-                again, _, cls = judge_graph_case(case, GraphCandidate("moved", lambda c, m=moved: m))
-                assert cls == "pass", (name, dtype, row["tensor"])
+        case = draw_graph_case(name, "plain", dtype, 0)
+        base = record_candidate().run(case)
+        rows, _, cls = _judged(case, base)
+        assert cls == "pass"
+        allowed = min(r["allowed"] for r in rows if "allowed" in r and r["allowed"] > 0)
+        for group, k in _tensors(case, base):
+            assert _judged(case, _moved(base, group, k, allowed / 4, rng))[2] == "pass", (name, group, k)
 
 
-def test_float64_catches_a_1e_10_relative_error_on_nine_tensors_in_ten():
-    assert _share_caught("float64", 1e-10) >= 0.9
+@pytest.mark.parametrize("dtype, rel, share", [("float32", 1e-4, 0.95), ("float64", 1e-10, 0.9)])
+def test_judged_node_by_node_a_target_size_error_is_caught_nine_times_in_ten(dtype, rel, share):
+    """The dense path's sensitivity target (1e-4 relative in float32, 1e-10 in float64) on one gradient
+    or delta at a time, the candidate giving node outputs: each node's own tolerance is an op's.
+    Measured: float32 97.5%, float64 100%; with SAFETY ten times larger float32 falls to 91.9%, so the
+    float32 share of 95% fails when the tolerance is loosened."""
+    assert _share_caught(dtype, rel) >= share
+
+
+def test_judged_as_a_whole_graph_float64_still_catches_a_1e_10_error_nine_times_in_ten():
+    assert _share_caught("float64", 1e-10, graph_only=True) >= 0.9
 
 
 # --- the command line -------------------------------------------------------------------------------

@@ -28,143 +28,15 @@ import numpy as np
 
 from bpcheck import ops
 from bpcheck.ops import architectures
-from bpcheck.ops.algebra import Plain
-from bpcheck.ops.cases import OpCase, _cotangent, _rng
+from bpcheck.ops.cases import OpCase
 from bpcheck.ops.check import diagnosis
-from bpcheck.ops.graph import bound, truth, walk
+from bpcheck.ops.graph import bound, truth
+from bpcheck.ops.graph_candidates import GraphCandidate, python_candidate
+from bpcheck.ops.graph_cases import draw_graph_case
+from bpcheck.ops.graph_local import judge_locally
 from bpcheck.ops.judge import compare_tensor, scale_hint, slip_hints
 
-__all__ = ["GraphCase", "draw_graph_case", "check_graph", "assert_graph", "GraphReport", "judge_graph_case",
-           "record_candidate", "framework_candidate",
-           "python_candidate", "GraphCandidate"]
-
-
-@dataclass
-class GraphCase:
-    arch: str
-    dtype: str
-    family: str
-    seed: int
-    size: dict
-    graph: object
-    values: dict
-    constants: dict
-    cotangent: np.ndarray
-
-    @property
-    def hyper(self):
-        return {n.name: dict(n.hyper) for n in self.graph.nodes}
-
-    def describe(self):
-        dims = ", ".join(f"{k}={v}" for k, v in self.size.items())
-        return f"{self.arch} {self.dtype} [{self.family}] seed {self.seed}; {dims}"
-
-
-def draw_graph_case(arch, family, dtype, seed, size=None):
-    """A case of ``arch`` (name or Architecture); ``size`` defaults to one of its sizes, drawn."""
-    arch = architectures.get(arch) if isinstance(arch, str) else arch
-    rng = _rng("graph", arch.name, family, dtype, seed)
-    if size is None:
-        size = arch.sizes[int(rng.integers(1, len(arch.sizes)))]
-    graph = arch.graph(size)
-    values, constants = arch.draw(rng, family, dtype, size)
-    out = walk(graph, values, constants, 1.0, Plain())["out"]
-    return GraphCase(arch.name, dtype, family, seed, dict(size), graph, values, constants,
-                     _cotangent(rng, np.shape(out), dtype, family))
-
-
-# --- candidates --------------------------------------------------------------------------------------
-
-def _float64(v, what):
-    if v is None:
-        return None
-    if hasattr(v, "detach"):
-        v = v.detach().cpu().double().numpy()
-    try:
-        return np.asarray(v, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} is not an array of numbers ({exc})") from None
-
-
-class GraphCandidate:
-    """``run(case) -> {"out", "grads", "deltas", "mutated"}`` (float64 arrays); raises what the code raises."""
-
-    def __init__(self, name, run):
-        self.name, self.run = name, run
-
-
-def python_candidate(fn, name=None):
-    """``fn(values, constants, hyper, dout) -> (out, grads)`` or ``(out, grads, deltas)`` (or a dict with
-    those keys), called on fresh copies of the case's arrays; inputs it overwrites are named."""
-    def run(case):
-        values = {k: v.copy() for k, v in case.values.items()}
-        constants = {k: v.copy() for k, v in case.constants.items()}
-        with np.errstate(all="ignore"):
-            result = fn(values, constants, case.hyper, np.asarray(case.cotangent).copy())
-        given = {**case.values, **case.constants}
-        mutated = [k for k, v in {**values, **constants}.items() if not np.array_equal(v, given[k], equal_nan=True)]
-        return {**_unpack(result), "mutated": mutated}
-    return GraphCandidate(name or getattr(fn, "__name__", "candidate"), run)
-
-
-def _unpack(result):
-    if isinstance(result, dict):
-        out, grads, deltas = result.get("out"), result.get("grads"), result.get("deltas") or {}
-    elif isinstance(result, tuple) and len(result) in (2, 3):
-        out, grads, deltas = result[0], result[1], (result[2] if len(result) == 3 else {}) or {}
-    else:
-        raise TypeError("return (out, grads) or (out, grads, deltas)")
-    if not isinstance(grads, dict) or not isinstance(deltas, dict):
-        raise TypeError("grads and deltas must be dicts keyed by leaf and node names")
-    return {"out": _float64(out, "out"), "grads": {k: _float64(g, "d" + k) for k, g in grads.items()},
-            "deltas": {k: _float64(d, f"delta {k}") for k, d in deltas.items()}}
-
-
-def record_candidate(slip=None):
-    """A correct candidate from the records themselves (float64, cast to the case's dtype), with
-    ``slip = (node, slip name)`` swapping that node's record slip into its backward: a known-bad input."""
-    def run(case):
-        r = walk(case.graph, case.values, case.constants, case.cotangent, Plain(), slip=slip)
-
-        def cast(v):
-            return np.asarray(v, dtype=np.float64).astype(case.dtype).astype(np.float64)
-        return {"out": cast(r["out"]), "grads": {k: cast(g) for k, g in r["grads"].items()},
-                "deltas": {n.name: cast(r["cotangents"][n.name]) for n in case.graph.nodes}, "mutated": []}
-    return GraphCandidate("records" + (f" with slip {slip[1]} at {slip[0]}" if slip else ""), run)
-
-
-def framework_candidate(framework):
-    """The whole graph built from each node's framework binding, differentiated by the framework
-    (torch: ``torch.autograd.grad``; jax: ``jax.vjp``): the frameworks' own built-ins composed, the oracles."""
-    def run(case):
-        graph, dout = case.graph, case.cotangent
-        if framework == "torch":
-            import torch
-            leaves = {k: torch.tensor(v, requires_grad=True) for k, v in case.values.items()}
-            out = _framework_forward(graph, torch, leaves, {k: torch.tensor(v) for k, v in case.constants.items()})
-            grads = torch.autograd.grad(out, list(leaves.values()), torch.tensor(dout, dtype=out.dtype))
-            return {**_unpack((out, dict(zip(leaves, grads)))), "mutated": []}
-        import jax
-        jax.config.update("jax_enable_x64", True)
-        import jax.nn  # noqa: F401
-        names = list(case.values)
-        c = {k: jax.numpy.asarray(v) for k, v in case.constants.items()}
-        out, pullback = jax.vjp(lambda *xs: _framework_forward(graph, jax, dict(zip(names, xs)), c),
-                                *[jax.numpy.asarray(case.values[k]) for k in names])
-        grads = pullback(jax.numpy.asarray(dout).astype(out.dtype))
-        return {**_unpack((np.asarray(out), {k: np.asarray(g) for k, g in zip(names, grads)})), "mutated": []}
-    return GraphCandidate(f"{framework} built-ins", run)
-
-
-def _framework_forward(graph, module, leaves, constants):
-    binding = "torch" if module.__name__ == "torch" else "jax"
-    env = dict(leaves)
-    for n in graph.nodes:
-        record = ops.get(n.op)
-        a = {k: env[v] for k, v in n.inputs.items() if k in record.inputs}
-        c = {k: constants[v] for k, v in n.inputs.items() if k in record.constants}
-        env[n.name] = getattr(record, binding)(module, a, c, n.hyper)
-    return env[graph.output]
+__all__ = ["check_graph", "assert_graph", "GraphReport", "judge_graph_case", "locate"]
 
 
 # --- judging one case --------------------------------------------------------------------------------
@@ -181,7 +53,10 @@ def _order(graph):
 
 
 def judge_graph_case(case, candidate):
-    """(rows in backward order, the culprit dict or None, class "pass" | "bug" | "error")."""
+    """(rows, the culprit dict or None, class "pass" | "bug"). Rows: the whole graph's tensors in
+    backward order (each row "scope": "graph"), then, when the candidate gives every node's output
+    and delta, each node judged at the candidate's own values (``bpcheck.ops.graph_local``, "scope":
+    "node"). The culprit comes from the node judgement when it fails, else from the graph's."""
     t = truth(case.graph, case.values, case.constants, case.cotangent)
     s = bound(case.graph, case.values, case.constants, case.cotangent, case.dtype)
     try:
@@ -200,7 +75,13 @@ def judge_graph_case(case, candidate):
         rows.append({"tensor": "grads", "status": "bug", "message": f"gradients of unknown leaves {unknown}"})
     for name in result["mutated"]:
         rows.append({"tensor": name, "status": "bug", "message": f"overwrote its input {name}"})
-    culprit = locate(case, rows, got, t, s)
+    for row in rows:
+        row["scope"] = "graph"
+    local, parts = judge_locally(case, result)
+    for row in local:
+        row["scope"] = "node"
+    culprit = locate_node(case, local, result, parts) or locate(case, rows, got, t, s)
+    rows = rows + local
     return rows, culprit, "bug" if any(r["status"] == "bug" for r in rows) else "pass"
 
 
@@ -244,6 +125,38 @@ def locate(case, rows, got, t, s):
     return {"node": None, "tensor": name, "hints": scale_hint(wrong),
             "words": f"{value} feeds {', '.join(c for c, _ in consumers)}; the sum of their parts is wrong "
                      f"and matches no subset of them: one of their backwards is wrong"}
+
+
+def locate_node(case, rows, result, parts):
+    """The culprit from the node judgement: the first failing row's node, or None if all pass."""
+    wrong = next((r for r in rows if r["status"] == "bug"), None)
+    if wrong is None:
+        return None
+    if "value" not in wrong:                                   # one node's own output or gradient
+        node = case.graph.node(wrong["node"])
+        what = "output" if wrong["tensor"].endswith(": out") else wrong["tensor"].split(": ")[1]
+        hints = wrong.get("hints", []) + (_ignored_cotangent(case, wrong) if node.name == case.graph.output else [])
+        return {"node": node.name, "tensor": wrong["tensor"], "hints": hints,
+                "words": f"node {node.name} ({node.op}) computes a wrong {what} from the values it was given"}
+    value = wrong["value"]
+    g = _given(result, value, case.graph)
+    exact = {k: p for k, (p, _) in parts[value].items()}
+    bounds = {k: b for k, (_, b) in parts[value].items()}
+    fan = _fan_out(g, exact, bounds, case.dtype) if g is not None else None
+    readers = [k.split(".")[0] for k in exact]
+    if fan is not None:
+        missing = [k.split(".")[0] for k in exact if k not in fan]
+        words = (f"{value} feeds {len(readers)} nodes ({', '.join(readers)}); its gradient equals the part from "
+                 f"{', '.join(k.split('.')[0] for k in fan)} alone, the part from {', '.join(missing)} is missing: "
+                 f"assigned with = instead of accumulated with +=")
+        return {"node": value, "tensor": wrong["tensor"], "words": words, "hints": [words]}
+    return {"node": value, "tensor": wrong["tensor"], "hints": scale_hint(wrong),
+            "words": f"{value} feeds {', '.join(readers)}; each node's part is exact at your values, their sum "
+                     f"is not your gradient"}
+
+
+def _given(result, value, graph):
+    return result["grads"].get(value) if value in graph.leaves else result["deltas"].get(value)
 
 
 def _ignored_cotangent(case, row):

@@ -10,7 +10,8 @@ import click
 
 from bpcheck.ops import architectures
 from bpcheck.ops.candidates import load_module
-from bpcheck.ops.graph_check import check_graph, framework_candidate
+from bpcheck.ops.graph_candidates import framework_candidate
+from bpcheck.ops.graph_check import check_graph
 
 __all__ = ["graph_command"]
 

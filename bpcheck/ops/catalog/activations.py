@@ -53,7 +53,9 @@ def _record(name, torch_fn, jax_fn, conventions=()):
         inputs=("x",), forward=forward, vjp=vjp, draw=_draw, families=FAMILIES,
         torch=torch_fn, jax=jax_fn, kinks=kinks if name in KINKS else None, conventions=conventions,
         slips=(Slip("forward_as_derivative", f"dx = dout * {name}(x): the output where f'(x) belongs",
-                    lambda ns, a, c, h, dout: {"x": dout * ns.activation(name, a["x"])[0]}),))
+                    lambda ns, a, c, h, dout: {"x": dout * ns.activation(name, a["x"])[0]}),)
+        + ((Slip("derivative_omitted", f"dx = dout: {name}'s derivative left out (the gradient passed through)",
+                 lambda ns, a, c, h, dout: {"x": dout * ns.const(1.0)}),) if name != "identity" else ()))
 
 
 def _softplus_torch(ns, a, c, h):

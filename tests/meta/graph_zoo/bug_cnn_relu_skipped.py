@@ -5,7 +5,7 @@ from reference.layers import (affine_backward, affine_forward, conv_backward_nai
                               spatial_batchnorm_backward, spatial_batchnorm_forward)
 import numpy as np
 
-EXPECTED = {"arch": "cnn", "node": "relu1", "tensor": "delta bn", "words": "relu1"}
+EXPECTED = {"arch": "cnn", "node": "relu1", "tensor": "relu1: dx", "graph_tensor": "delta bn", "words": "relu1"}
 
 
 def net(values, constants, hyper, dout):
@@ -26,4 +26,6 @@ def net(values, constants, hyper, dout):
     d["bn"] = d["relu1"]                                    # the bug: the relu's mask is skipped
     d["conv"], g["gamma"], g["beta"] = spatial_batchnorm_backward(d["bn"], cb)
     g["x"], g["W1"], g["b1"] = conv_backward_naive(d["conv"], cc)
-    return loss, g, d
+    outputs = {"conv": conv, "bn": bn, "relu1": relu1, "pool": pool, "fc1": fc1, "relu2": relu2, "fc2": fc2,
+               "loss": loss}
+    return loss, g, d, outputs
