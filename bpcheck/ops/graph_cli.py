@@ -1,16 +1,18 @@
 """``bpcheck graph ARCH --fn FILE.py:FN``: check a whole network's hand-written backward pass.
 
 Exit 0: pass; 1: a wrong gradient (the diagnosis names the first wrong node); 2: bad input (an unknown
-architecture, a file that does not import, a missing function).
+architecture, a file that does not import, a missing function). ``--html PATH`` also writes a standalone
+page: the verdict, the diagnosis, the network's graph coloured by its errors and every row of the case.
 """
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from bpcheck.ops import architectures
 from bpcheck.ops.candidates import load_module
-from bpcheck.ops.graph_candidates import framework_candidate
+from bpcheck.ops.graph_candidates import framework_candidate, python_candidate
 from bpcheck.ops.graph_check import check_graph
 
 __all__ = ["graph_command"]
@@ -42,7 +44,10 @@ def _function(target):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--list", "list_archs", is_flag=True, help="List the architectures and exit.")
 @click.option("--show", is_flag=True, help="Print the architecture's graph (JSON, smallest size) and exit.")
-def graph_command(arch_name, target, framework, dtypes, per_family, seed, list_archs, show):
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Also write a standalone page: the verdict, the diagnosis, the graph coloured by each node's "
+                   "error (the smallest failing case, or one plain case when it passes) and every row.")
+def graph_command(arch_name, target, framework, dtypes, per_family, seed, list_archs, show, html_path):
     """Check the backward pass of a whole network ARCH: every input and parameter gradient (and every
     node's delta, if returned) against the certified truth of its graph, in every family and dtype;
     a failure is shrunk to the smallest size and its first wrong node named."""
@@ -61,8 +66,16 @@ def graph_command(arch_name, target, framework, dtypes, per_family, seed, list_a
         return
     if bool(target) == bool(framework):
         raise click.UsageError("give one of --fn FILE.py:FN or --framework torch|jax")
-    candidate = framework_candidate(framework) if framework else _function(target)
-    report = check_graph(arch, candidate, name=target, seed=seed, per_family=per_family,
-                         dtypes=tuple(dtypes) or ("float32", "float64"))
+    candidate = framework_candidate(framework) if framework else python_candidate(_function(target), target)
+    dtypes = tuple(dtypes) or ("float32", "float64")
+    report = check_graph(arch, candidate, name=target, seed=seed, per_family=per_family, dtypes=dtypes)
     click.echo(report.summary())
+    if html_path:
+        from bpcheck.ops.graph_report import plain_judgement, validate_page
+        if report.first is not None:
+            shown = (report.first["case"], report.first["rows"], report.first["culprit"])
+        else:
+            shown = plain_judgement(arch, candidate, dtypes[0], seed)
+        Path(html_path).write_text(validate_page(report, *shown))
+        click.echo(f"wrote {html_path}")
     sys.exit({"pass": 0, "fail": 1}.get(report.verdict, 2))

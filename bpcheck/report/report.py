@@ -392,14 +392,19 @@ def default_jobs():
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress.")
 @click.option("--ops/--no-ops", "with_ops", default=True, show_default=True,
               help="Also the op report (OUT/ops.json, ops.md): every layer of the op catalog.")
-@click.option("--ops-only", is_flag=True, help="Only the op report.")
+@click.option("--ops-only", is_flag=True, help="Only the op report (and the graph report).")
+@click.option("--graphs/--no-graphs", "with_graphs", default=True, show_default=True,
+              help="With the op report, also the graph report (OUT/graphs.json, graphs.md, graphs.html): every "
+                   "architecture x candidate x dtype checked as a whole network.")
 def report_command(examples, seed, out, losses, activations, dtypes, max_depth, jobs, resume, edge_share,
-                   candidate, in_process, shard, scheduler, progress, with_ops, ops_only):
+                   candidate, in_process, shard, scheduler, progress, with_ops, ops_only, with_graphs):
     """Measure the candidate, torch and jax against the exact truth; write OUT/report.json,
-    report.md, index.html and cases.jsonl, and the op report OUT/ops.json, ops.md. Exit 1 if the
-    candidate (or, in the op report, any implementation) has a failing row."""
+    report.md, index.html and cases.jsonl, the op report OUT/ops.json, ops.md and the graph report
+    OUT/graphs.json, graphs.md, graphs.html. Exit 1 if the candidate (or, in the op report, any
+    implementation; in the graph report, any candidate) has a failing row."""
     if ops_only:
-        sys.exit(_op_report(out, jobs))
+        code = _op_report(out, jobs)
+        sys.exit(max(code, _graph_report(out, jobs, seed) if with_graphs else 0))
     from bpcheck.cases import strategies as bst
     from bpcheck.cases.generate import generate_cases
     from bpcheck.core.records import CASES_FILE, load_records
@@ -457,6 +462,8 @@ def report_command(examples, seed, out, losses, activations, dtypes, max_depth, 
     failing = sum(1 for r in records if r["status"] == "ok" and any(row["class"] in ("bug", "precision")
                                                                   for row in r["rows"] + r.get("findings", [])))
     ops_code = _op_report(out, jobs) if with_ops and not shard else 0
+    if with_ops and with_graphs and not shard:
+        ops_code = max(ops_code, _graph_report(out, jobs, seed))
     if failing:
         click.echo(f"{candidate}: {failing} cases with a failing row (class bug or precision): exit 1", err=True)
         sys.exit(1)
@@ -475,4 +482,20 @@ def _op_report(out, jobs):
                f"wrote {out}/ops.json, ops.md, ops.html, ops_cases.jsonl")
     for g in failing:
         click.echo(f"  {g['op']} {g['dtype']} {g['who']}: {g['failing']} failing", err=True)
+    return 1 if failing else 0
+
+
+def _graph_report(out, jobs, seed):
+    """Write the graph report into ``out`` (``jobs`` processes, the report's ``seed``); 1 if any run
+    fails, else 0."""
+    from bpcheck.ops.graph_report import graph_report
+    start = time.perf_counter()
+    click.echo("bpcheck report: whole networks (reference, records, torch, jax per architecture)", err=True)
+    report = graph_report(out, seed=seed, jobs=jobs, echo=lambda line: None)
+    failing = [r for r in report["runs"] if r["verdict"] == "fail"]
+    cases = sum(r["cases"] for r in report["runs"])
+    click.echo(f"{cases} graph cases in {time.perf_counter() - start:.1f} s, {len(failing)} failing runs; "
+               f"wrote {out}/graphs.json, graphs.md, graphs.html")
+    for r in failing:
+        click.echo(f"  {r['arch']} {r['candidate']} {r['dtype']}: {r['failures']} failing", err=True)
     return 1 if failing else 0
