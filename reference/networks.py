@@ -1,5 +1,6 @@
 """Readable NumPy reference for whole networks: a residual MLP, CS231n's three-layer convnet with spatial
-batch norm, and a weight-tied embedding model -- the architectures ``bpcheck graph`` checks.
+batch norm, a weight-tied embedding model, a pre-norm transformer block and a character-level LSTM
+language model -- the architectures ``bpcheck graph`` checks.
 
 Each is one function with bpcheck's graph contract,
 
@@ -15,12 +16,15 @@ imports neither torch, jax nor bpcheck.
 """
 import numpy as np
 
+from reference.activations import d_gelu, gelu
 from reference.layers import (affine_backward, affine_forward, conv_backward_naive, conv_forward_naive,
-                              layernorm_backward, layernorm_forward, max_pool_backward_naive,
-                              max_pool_forward_naive, softmax_loss, spatial_batchnorm_backward,
-                              spatial_batchnorm_forward, word_embedding_backward, word_embedding_forward)
+                              layernorm_backward, layernorm_forward, lstm_backward, lstm_forward,
+                              max_pool_backward_naive, max_pool_forward_naive, softmax_loss,
+                              spatial_batchnorm_backward, spatial_batchnorm_forward, word_embedding_backward,
+                              word_embedding_forward)
 
-__all__ = ["residual_mlp", "cnn", "tied_embedding"]
+__all__ = ["residual_mlp", "cnn", "tied_embedding", "transformer_block", "lstm_lm",
+           "attention_forward", "attention_backward"]
 
 
 def _relu(z):
@@ -97,3 +101,90 @@ def tied_embedding(values, constants, hyper, dout):
     d["embed"], d["WT"], g["b"] = affine_backward(dlogits, cl)
     g["W"] = word_embedding_backward(d["embed"], ce) + d["WT"].T  # both uses of W, summed
     return loss, g, d, {"embed": embed, "WT": WT, "logits": logits, "loss": loss}
+
+
+def attention_forward(q, k, v, scale):
+    """Causal scaled dot-product attention per head: S = scale q k^T, query i attending to keys j <= i,
+    P = softmax over those keys (row max subtracted first), out = P v;  q, k, v (B, H, T, Dh)."""
+    t = q.shape[2]
+    s = scale * (q @ k.transpose(0, 1, 3, 2))
+    s = np.where(np.tril(np.ones((t, t), dtype=bool)), s, -np.inf)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    return p @ v, (q, k, v, p, scale)
+
+
+def attention_backward(dout, cache):
+    """dv = P^T dout, dP = dout v^T, dS = P (dP - rowsum(dP P)), dq = scale dS k, dk = scale dS^T q."""
+    q, k, v, p, scale = cache
+    dv = p.transpose(0, 1, 3, 2) @ dout
+    dp = dout @ v.transpose(0, 1, 3, 2)
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    return scale * (ds @ k), scale * (ds.transpose(0, 1, 3, 2) @ q), dv
+
+
+def transformer_block(values, constants, hyper, dout, attention=(attention_forward, attention_backward)):
+    """x (B T, C) tokens -> ln1 -> q, k, v (split into H heads) -> attn (causal) -> merge -> proj -> res1 =
+    x + proj -> ln2 -> fc1 -> gelu -> fc2 -> res2 = res1 + fc2; the output is res2 and ``dout`` its
+    cotangent (B T, C). x and res1 are each read twice: their gradients are sums. ``attention``: the
+    (forward, backward) pair to use (another implementation's, to check it inside the block)."""
+    v = values
+    b, h, t, _ = constants["keep"].shape
+    c = v["x"].shape[1]
+    ln1, cl1 = layernorm_forward(v["x"], v["g1"], v["b1"], hyper["ln1"])
+    out, heads, caches = {"ln1": ln1}, {}, {}
+    for name in ("q", "k", "v"):
+        out[name], caches[name] = affine_forward(ln1, v[f"W{name}"], v[f"b{name}"])
+        out[f"{name}_split"] = out[name].reshape(b, t, h, c // h)
+        heads[name] = out[f"{name}_heads"] = out[f"{name}_split"].transpose(0, 2, 1, 3)
+    out["attn"], ca = attention[0](heads["q"], heads["k"], heads["v"], hyper["attn"]["scale"])
+    out["merge_t"] = out["attn"].transpose(0, 2, 1, 3)
+    out["merge"] = out["merge_t"].reshape(b * t, c)
+    out["proj"], cp = affine_forward(out["merge"], v["Wo"], v["bo"])
+    out["res1"] = v["x"] + out["proj"]
+    out["ln2"], cl2 = layernorm_forward(out["res1"], v["g2"], v["b2"], hyper["ln2"])
+    out["fc1"], c1 = affine_forward(out["ln2"], v["W1"], v["c1"])
+    out["gelu"] = gelu(out["fc1"]).astype(out["fc1"].dtype)
+    out["fc2"], c2 = affine_forward(out["gelu"], v["W2"], v["c2"])
+    out["res2"] = out["res1"] + out["fc2"]
+    g, d = {}, {"res2": dout}
+    d["res1"] = d["fc2"] = dout                                       # res2 = res1 + fc2
+    d["gelu"], g["W2"], g["c2"] = affine_backward(d["fc2"], c2)
+    d["fc1"] = (d["gelu"] * d_gelu(out["fc1"])).astype(dout.dtype)
+    d["ln2"], g["W1"], g["c1"] = affine_backward(d["fc1"], c1)
+    dres1_norm, g["g2"], g["b2"] = layernorm_backward(d["ln2"], cl2)
+    d["res1"] = d["res1"] + dres1_norm                              # res1 read by ln2 and res2
+    d["proj"] = d["res1"]
+    d["merge"], g["Wo"], g["bo"] = affine_backward(d["proj"], cp)
+    d["merge_t"] = d["merge"].reshape(b, t, h, c // h)
+    d["attn"] = d["merge_t"].transpose(0, 2, 1, 3)
+    dq, dk, dv = attention[1](d["attn"], ca)
+    d["ln1"] = np.zeros_like(ln1)
+    for name, dheads in (("q", dq), ("k", dk), ("v", dv)):
+        d[f"{name}_heads"] = dheads
+        d[f"{name}_split"] = dheads.transpose(0, 2, 1, 3)
+        d[name] = d[f"{name}_split"].reshape(b * t, c)
+        dln1, g[f"W{name}"], g[f"b{name}"] = affine_backward(d[name], caches[name])
+        d["ln1"] = d["ln1"] + dln1                                  # ln1 read by q, k and v
+    g["x"], g["g1"], g["b1"] = layernorm_backward(d["ln1"], cl1)
+    g["x"] = g["x"] + d["res1"]                                     # x read by ln1 and res1
+    return out["res2"], g, d, out
+
+
+def lstm_lm(values, constants, hyper, dout, lstm=(lstm_forward, lstm_backward)):
+    """ids (N, T) -> embed = W_embed[ids] -> lstm from h0 -> steps = (N T, H) -> scores -> softmax loss
+    against y (N T,). ``lstm``: the (forward, backward) pair to use (CS231n's signatures)."""
+    v = values
+    embed, ce = word_embedding_forward(constants["ids"], v["W_embed"])
+    h, cl = lstm[0](embed, v["h0"], v["Wx"], v["Wh"], v["b"])
+    n, t, hidden = h.shape
+    steps = h.reshape(n * t, hidden)
+    scores, cs = affine_forward(steps, v["W_out"], v["b_out"])
+    loss, dscores = _loss(scores, constants["y"], dout)
+    g, d = {}, {"loss": np.asarray(dout), "scores": dscores}
+    d["steps"], g["W_out"], g["b_out"] = affine_backward(dscores, cs)
+    d["lstm"] = d["steps"].reshape(n, t, hidden)
+    d["embed"], g["h0"], g["Wx"], g["Wh"], g["b"] = lstm[1](d["lstm"], cl)
+    g["W_embed"] = word_embedding_backward(d["embed"], ce)
+    outputs = {"embed": embed, "lstm": h, "steps": steps, "scores": scores, "loss": loss}
+    return loss, g, d, outputs

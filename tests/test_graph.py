@@ -102,8 +102,13 @@ def test_the_records_and_the_reference_pass_every_family_in_both_dtypes(name):
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 @pytest.mark.parametrize("name", ARCHS)
 def test_each_frameworks_built_ins_composed_pass(name, framework):
+    """Judged where the framework takes the case; declined (not judged) where a node's record documents
+    that it refuses it: JAX's attention computes in float32, so a float64 transformer block is declined."""
     report = check_graph(name, framework_candidate(framework), per_family=1)
     assert report.verdict == "pass", report.summary()
+    refused = name == "transformer_block" and framework == "jax"
+    assert bool(report.declined) == refused, report.declined
+    assert all(("float64" in k) == refused for k, v in report.coverage.items() if v == 0), report.coverage
 
 
 # --- bugs are caught at their node ------------------------------------------------------------------
@@ -127,15 +132,19 @@ def test_every_zoo_member_fails_on_every_seed_at_its_node(path, scope):
         report = check_graph(want["arch"], fn, seed=seed, per_family=1)
         assert report.verdict == "fail", f"{path.name} passed on seed {seed}"
         culprit = report.first["culprit"]
+        node = want["node"] if scope == "node" else want.get("graph_node", want["node"])
         tensor = want["tensor"] if scope == "node" else want["graph_tensor"]
-        assert (culprit["node"], culprit["tensor"]) == (want["node"], tensor), report.summary()
+        assert (culprit["node"], culprit["tensor"]) == (node, tensor), report.summary()
         assert want["words"] in " ".join([culprit["words"], *culprit["hints"]]), report.summary()
 
 
 def _changes_anything(case, slip):
+    """Whether ``slip`` moves some gradient by more than 10^-6 of the largest (not rounding noise: an
+    affine bias feeding attention's keys has an exact gradient of 0, which a mean or a sum leave ~0)."""
     right = record_candidate().run(case)
     wrong = record_candidate(slip).run(case)
-    return any(not np.array_equal(right["grads"][k], wrong["grads"][k]) for k in right["grads"])
+    scale = max(np.linalg.norm(g) for g in right["grads"].values())
+    return any(np.linalg.norm(wrong["grads"][k] - right["grads"][k]) > 1e-6 * scale for k in right["grads"])
 
 
 def _slips():

@@ -14,6 +14,13 @@ contract: a candidate returns ``d<leaf>`` for every leaf and may return each nod
 - ``tied_embedding``: a language-model step whose output layer reuses the embedding matrix (weight
   tying, Press & Wolf 2017): ids (N,) -> embedding W -> affine with w = W^T -> softmax_loss; W feeds two
   nodes, so dW is the sum of both parts.
+- ``transformer_block``: a pre-norm block (GPT-2's order): x (B, T, C) as B T tokens -> layer norm ->
+  q, k, v projections -> heads split -> causal attention -> heads merged -> output projection -> + x ->
+  layer norm -> affine -> gelu -> affine -> + (the first sum). Its output is the block's (B T, C)
+  output, so the cotangent is a tensor. Both residual sums read a tensor twice.
+- ``lstm_lm``: a character-level LSTM language model over a sequence: ids (N, T) -> embedding ->
+  LSTM (CS231n's lstm_forward, gates i, f, o, g; initial state h0 an input) -> (N T, H) -> affine ->
+  softmax_loss against the next characters y (N T,).
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -123,6 +130,78 @@ def _tied_draw(rng, family, dtype, size):
             {"ids": ids, "y": _labels(rng, n, vocab)})
 
 
+# --- a pre-norm transformer block -------------------------------------------------------------------
+
+def _heads(name, source, size):
+    """Nodes turning (B T, C) tokens into (B, H, T, C / H) heads."""
+    b, t, h, c = size["B"], size["T"], size["H"], size["C"]
+    return [_node(f"{name}_split", "reshape", {"shape": [b, t, h, c // h]}, x=source),
+            _node(f"{name}_heads", "transpose", {"axes": [0, 2, 1, 3]}, x=f"{name}_split")]
+
+
+def _transformer_graph(size):
+    b, t, c = size["B"], size["T"], size["C"]
+    nodes = [_node("ln1", "layernorm", {"eps": 1e-5}, x="x", gamma="g1", beta="b1")]
+    for name in ("q", "k", "v"):
+        nodes.append(_node(name, "affine", x="ln1", w=f"W{name}", b=f"b{name}"))
+        nodes.extend(_heads(name, name, size))
+    nodes += [_node("attn", "attention", {"scale": float((c // size["H"]) ** -0.5), "causal": True, "dropout_p": 0.0},
+                    q="q_heads", k="k_heads", v="v_heads", mask="mask", bias="bias", keep="keep"),
+              _node("merge_t", "transpose", {"axes": [0, 2, 1, 3]}, x="attn"),
+              _node("merge", "reshape", {"shape": [b * t, c]}, x="merge_t"),
+              _node("proj", "affine", x="merge", w="Wo", b="bo"),
+              _node("res1", "add", x="x", y="proj"),
+              _node("ln2", "layernorm", {"eps": 1e-5}, x="res1", gamma="g2", beta="b2"),
+              _node("fc1", "affine", x="ln2", w="W1", b="c1"),
+              _node("gelu", "gelu", x="fc1"),
+              _node("fc2", "affine", x="gelu", w="W2", b="c2"),
+              _node("res2", "add", x="res1", y="fc2")]
+    return Graph.from_json({
+        "inputs": ["x"], "params": ["g1", "b1", "Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo", "g2", "b2",
+                                    "W1", "c1", "W2", "c2"],
+        "constants": ["mask", "bias", "keep"], "nodes": nodes, "output": "res2"})
+
+
+def _transformer_draw(rng, family, dtype, size):
+    b, t, c, h, m = size["B"], size["T"], size["C"], size["H"], size["hidden"]
+    values = {"x": _normal(rng, (b * t, c), dtype)}
+    for gamma, beta in (("g1", "b1"), ("g2", "b2")):
+        values[gamma] = (1 + _normal(rng, (c,), "float64", 0.2)).astype(dtype)
+        values[beta] = _normal(rng, (c,), dtype, 0.1)
+    for name in ("q", "k", "v", "o"):
+        values[f"W{name}"] = _normal(rng, (c, c), dtype, c ** -0.5)
+        values[f"b{name}"] = _normal(rng, (c,), dtype, 0.1)
+    values.update({"W1": _normal(rng, (c, m), dtype, c ** -0.5), "c1": _normal(rng, (m,), dtype, 0.1),
+                   "W2": _normal(rng, (m, c), dtype, m ** -0.5), "c2": _normal(rng, (c,), dtype, 0.1)})
+    return values, {"mask": np.ones((t, t), dtype=bool), "bias": np.zeros((t, t), dtype=dtype),
+                    "keep": np.ones((b, h, t, t), dtype=bool)}
+
+
+# --- a character-level LSTM language model -----------------------------------------------------------
+
+def _lstm_graph(size):
+    n, t, hidden = size["N"], size["T"], size["H"]
+    return Graph.from_json({
+        "inputs": ["h0"], "params": ["W_embed", "Wx", "Wh", "b", "W_out", "b_out"], "constants": ["ids", "y"],
+        "nodes": [_node("embed", "embedding", W="W_embed", x="ids"),
+                  _node("lstm", "lstm", x="embed", h0="h0", Wx="Wx", Wh="Wh", b="b"),
+                  _node("steps", "reshape", {"shape": [n * t, hidden]}, x="lstm"),
+                  _node("scores", "affine", x="steps", w="W_out", b="b_out"),
+                  _node("loss", "softmax_loss", x="scores", y="y")],
+        "output": "loss"})
+
+
+def _lstm_draw(rng, family, dtype, size):
+    n, t, vocab, d, hidden = size["N"], size["T"], size["V"], size["D"], size["H"]
+    k = 0.5 / np.sqrt(hidden)
+    return ({"h0": _normal(rng, (n, hidden), dtype, 0.5), "W_embed": _normal(rng, (vocab, d), dtype),
+             "Wx": rng.uniform(-k, k, (d, 4 * hidden)).astype(dtype),
+             "Wh": rng.uniform(-k, k, (hidden, 4 * hidden)).astype(dtype),
+             "b": rng.uniform(-k, k, 4 * hidden).astype(dtype),
+             "W_out": _normal(rng, (hidden, vocab), dtype, hidden ** -0.5), "b_out": _normal(rng, (vocab,), dtype, 0.1)},
+            {"ids": _labels(rng, n * t, vocab).reshape(n, t), "y": _labels(rng, n * t, vocab)})
+
+
 ARCHITECTURES = {a.name: a for a in (
     Architecture("residual_mlp", "affine -> relu -> affine -> + x -> layer norm -> affine -> softmax loss",
                  _residual_graph, _residual_draw,
@@ -136,6 +215,14 @@ ARCHITECTURES = {a.name: a for a in (
     Architecture("tied_embedding", "embedding W -> affine with W^T -> softmax loss (weight tying)",
                  _tied_graph, _tied_draw,
                  sizes=({"N": 2, "V": 2, "D": 2}, {"N": 3, "V": 4, "D": 3}, {"N": 5, "V": 6, "D": 4})),
+    Architecture("transformer_block", "pre-norm: layer norm -> causal multi-head attention -> + x -> layer norm "
+                 "-> affine -> gelu -> affine -> +", _transformer_graph, _transformer_draw,
+                 sizes=({"B": 1, "T": 2, "C": 3, "H": 1, "hidden": 2}, {"B": 2, "T": 3, "C": 4, "H": 2, "hidden": 6},
+                        {"B": 2, "T": 4, "C": 6, "H": 2, "hidden": 8})),
+    Architecture("lstm_lm", "embedding -> LSTM over the sequence -> affine per step -> softmax loss",
+                 _lstm_graph, _lstm_draw,
+                 sizes=({"N": 1, "T": 1, "V": 2, "D": 2, "H": 1}, {"N": 2, "T": 3, "V": 4, "D": 3, "H": 3},
+                        {"N": 2, "T": 4, "V": 5, "D": 3, "H": 4})),
 )}
 
 

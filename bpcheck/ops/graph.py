@@ -31,7 +31,7 @@ from bpcheck import ops
 from bpcheck.ops.algebra import Exact, Model
 from bpcheck.ops.exact import MAX_BITS, START_BITS, certified
 
-__all__ = ["Graph", "GraphNode", "GraphError", "walk", "truth", "bound", "FORMAT"]
+__all__ = ["Graph", "GraphNode", "GraphError", "forward", "walk", "truth", "bound", "FORMAT"]
 
 FORMAT = "bpcheck-graph/1"
 
@@ -155,14 +155,7 @@ def walk(graph, values, constants, cotangent, ns, slip=None):
     leaf), "parts": {value: {"node.input": array}} (each consumer's part of a value's cotangent),
     "grads": {leaf: array}}. ``slip = (node, slip name)`` swaps that node's record slip into its
     backward (a known wrong network, for tests)."""
-    env = {k: ns.input(np.asarray(v)) for k, v in values.items()}
-    calls = []
-    for n in graph.nodes:
-        record = ops.get(n.op)
-        a = {slot: env[v] for slot, v in n.inputs.items() if slot in record.inputs}
-        c = {slot: np.asarray(constants[v]) for slot, v in n.inputs.items() if slot in record.constants}
-        env[n.name] = record.forward(ns, a, c, n.hyper)
-        calls.append((n, record, a, c))
+    env, calls = forward(graph, values, constants, ns)
     parts = {}
     cotangents = {graph.output: ns.input(np.asarray(cotangent))}
     for n, record, a, c in reversed(calls):
@@ -178,6 +171,19 @@ def walk(graph, values, constants, cotangent, ns, slip=None):
         cotangents[leaf] = _total(parts[leaf], None)
     return {"out": env[graph.output], "outputs": {n.name: env[n.name] for n in graph.nodes},
             "cotangents": cotangents, "parts": parts, "grads": {k: cotangents[k] for k in graph.leaves}}
+
+
+def forward(graph, values, constants, ns):
+    """(every value by name, [(node, record, inputs, constants)]): the forward pass in node order."""
+    env = {k: ns.input(np.asarray(v)) for k, v in values.items()}
+    calls = []
+    for n in graph.nodes:
+        record = ops.get(n.op)
+        a = {slot: env[v] for slot, v in n.inputs.items() if slot in record.inputs}
+        c = {slot: np.asarray(constants[v]) for slot, v in n.inputs.items() if slot in record.constants}
+        env[n.name] = record.forward(ns, a, c, n.hyper)
+        calls.append((n, record, a, c))
+    return env, calls
 
 
 def _total(parts, seed):

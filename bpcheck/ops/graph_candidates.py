@@ -12,8 +12,9 @@ import numpy as np
 
 from bpcheck import ops
 from bpcheck.ops.algebra import Plain
+from bpcheck.ops.candidates import Unsupported
 
-__all__ = ["GraphCandidate", "python_candidate", "record_candidate", "framework_candidate"]
+__all__ = ["GraphCandidate", "python_candidate", "record_candidate", "framework_candidate", "framework_limit"]
 
 
 def _float64(v, what):
@@ -100,11 +101,33 @@ def record_candidate(slip=None):
     return GraphCandidate("records" + (f" with slip {slip[1]} at {slip[0]}" if slip else ""), run)
 
 
+def framework_limit(case, framework):
+    """Why ``framework``'s built-ins refuse ``case`` (a node's record ``limits``, asked at that node's
+    inputs as the records compute them), or None."""
+    env = None
+    for n in case.graph.nodes:
+        record = ops.get(n.op)
+        limit = dict(record.limits).get(framework)
+        if limit is None:
+            continue
+        env = env or {**case.values, **record_candidate().run(case)["outputs"]}
+        a = {k: np.asarray(env[v]).astype(case.dtype) for k, v in n.inputs.items() if k in record.inputs}
+        c = {k: case.constants[v] for k, v in n.inputs.items() if k in record.constants}
+        reason = limit(a, c, n.hyper)
+        if reason:
+            return f"node {n.name} ({n.op}): {reason}"
+    return None
+
+
 def framework_candidate(framework):
     """The whole graph built from each node's framework binding, differentiated by the framework
-    (torch: ``torch.autograd.grad``; jax: ``jax.vjp``): the frameworks' own built-ins composed, the oracles."""
+    (torch: ``torch.autograd.grad``; jax: ``jax.vjp``): the frameworks' own built-ins composed, the oracles.
+    A case one of them documents it refuses (``framework_limit``) raises ``Unsupported``: declined."""
     def run(case):
         graph, dout = case.graph, case.cotangent
+        reason = framework_limit(case, framework)
+        if reason:
+            raise Unsupported(f"{framework}: {reason}")
         if framework == "torch":
             import torch
             leaves = {k: torch.tensor(v, requires_grad=True) for k, v in case.values.items()}

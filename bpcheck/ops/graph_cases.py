@@ -11,7 +11,7 @@ import numpy as np
 from bpcheck.ops import architectures
 from bpcheck.ops.algebra import Plain
 from bpcheck.ops.cases import _cotangent, _rng
-from bpcheck.ops.graph import walk
+from bpcheck.ops.graph import forward
 
 __all__ = ["GraphCase", "draw_graph_case"]
 
@@ -45,6 +45,6 @@ def draw_graph_case(arch, family, dtype, seed, size=None):
         size = arch.sizes[int(rng.integers(1, len(arch.sizes)))]
     graph = arch.graph(size)
     values, constants = arch.draw(rng, family, dtype, size)
-    out = walk(graph, values, constants, 1.0, Plain())["out"]
+    out = forward(graph, values, constants, Plain())[0][graph.output]
     return GraphCase(arch.name, dtype, family, seed, dict(size), graph, values, constants,
                      _cotangent(rng, np.shape(out), dtype, family))

@@ -28,6 +28,7 @@ import numpy as np
 
 from bpcheck import ops
 from bpcheck.ops import architectures
+from bpcheck.ops.candidates import Unsupported
 from bpcheck.ops.cases import OpCase
 from bpcheck.ops.check import diagnosis
 from bpcheck.ops.graph import bound, truth
@@ -61,6 +62,8 @@ def judge_graph_case(case, candidate):
     s = bound(case.graph, case.values, case.constants, case.cotangent, case.dtype)
     try:
         result = candidate.run(case)
+    except Unsupported as exc:                              # a documented refusal: declined, not judged
+        return [{"tensor": "call", "status": "unsupported", "message": str(exc)}], None, "unsupported"
     except Exception as exc:                                # the candidate's fault is a verdict
         return [{"tensor": "call", "status": "bug", "message": f"raised {type(exc).__name__}: {exc}"}], None, "bug"
     got = {"out": result["out"], **{f"d{k}": g for k, g in result["grads"].items()},
@@ -206,6 +209,7 @@ class GraphReport:
     coverage: dict = field(default_factory=dict)
     first: dict = None          # the shrunk failing case: case, rows, culprit
     seconds: float = 0.0
+    declined: list = field(default_factory=list)      # why cases were not judged (a documented refusal)
 
     @property
     def verdict(self):
@@ -214,6 +218,8 @@ class GraphReport:
     def summary(self):
         head = (f"bpcheck graph {self.arch}: {self.verdict.upper()} -- {self.candidate}: {self.cases} cases, "
                 f"{self.failures} failing, in {self.seconds:.1f} s")
+        if self.declined:
+            head += f"\n  {len(self.declined)} cases declined: " + "; ".join(sorted(set(self.declined)))
         if self.first is None:
             return head
         culprit, rows = self.first["culprit"], self.first["rows"]
@@ -242,6 +248,9 @@ def check_graph(arch, fn, *, name=None, seed=0, per_family=2, dtypes=("float32",
         for k in range(per_family):
             case = draw_graph_case(arch, family, dtype, seed * 1000 + k)
             rows, culprit, cls = judge_graph_case(case, fn)
+            if cls == "unsupported":
+                report.declined.append(rows[0]["message"])
+                continue
             report.cases += 1
             report.coverage[(family, dtype)] += 1
             if cls == "bug":

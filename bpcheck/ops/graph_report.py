@@ -31,7 +31,8 @@ import numpy as np
 from bpcheck import ops
 from bpcheck.core.records import jsonable, printable
 from bpcheck.ops import architectures
-from bpcheck.ops.graph_candidates import GraphCandidate, framework_candidate, python_candidate, record_candidate
+from bpcheck.ops.graph_candidates import (GraphCandidate, framework_candidate, framework_limit, python_candidate,
+                                         record_candidate)
 from bpcheck.ops.graph_cases import draw_graph_case
 from bpcheck.ops.graph_check import check_graph, judge_graph_case
 from bpcheck.ops.graph_svg import COLOURS, box_status, svg
@@ -67,22 +68,10 @@ def candidate(spec, arch):
 
 
 def declined(arch, framework, dtype, seed=0):
-    """The reason ``framework``'s built-ins refuse ``arch`` in ``dtype`` (a node's record ``limits``,
-    asked at one plain case's node inputs), or None."""
+    """The reason ``framework``'s built-ins refuse ``arch`` in ``dtype`` (``framework_limit`` on one plain
+    case at the smallest size), or None."""
     arch = architectures.get(arch) if isinstance(arch, str) else arch
-    case = draw_graph_case(arch, "plain", dtype, seed * 1000, arch.sizes[0])
-    env = {**case.values, **record_candidate().run(case)["outputs"]}
-    for n in case.graph.nodes:
-        record = ops.get(n.op)
-        limit = dict(record.limits).get(framework)
-        if limit is None:
-            continue
-        a = {k: np.asarray(env[v]).astype(dtype) for k, v in n.inputs.items() if k in record.inputs}
-        c = {k: case.constants[v] for k, v in n.inputs.items() if k in record.constants}
-        reason = limit(a, c, n.hyper)
-        if reason:
-            return f"node {n.name} ({n.op}): {reason}"
-    return None
+    return framework_limit(draw_graph_case(arch, "plain", dtype, seed * 1000, arch.sizes[0]), framework)
 
 
 def _recording(inner):
