@@ -171,6 +171,8 @@ def judge(op, case, result, truth, bound):
                     row.update(status="tie", message="a convex combination of tied maxima")
                     continue
         row["hints"] = slip_hints(op, case, row["tensor"], g, t) + scale_hint(row)
+        if op.locate is not None and np.all(np.isfinite(g)):
+            row["hints"] += op.locate(case, row["tensor"], np.asarray(g, dtype=np.float64), t, row["allowed"])
     statuses = {r["status"] for r in rows}
     cls = "bug" if "bug" in statuses else next((c for c in ("tie", "kink") if c in statuses), "pass")
     return rows, cls

@@ -65,7 +65,9 @@ class Op:
     draws of the same kind. ``kinks(a, c, h) -> {input: (mask, lo, hi)}`` marks entries at a kink,
     where any derivative between the one-sided ``lo`` and ``hi`` is a valid subgradient (class
     ``kink``). ``conventions``: ``Convention`` records. ``limits = ((framework, refuses(a, c, h) -> reason or None), ...)``: cases a
-    framework's built-in documents it refuses (not judged; the reason is reported)."""
+    framework's built-in documents it refuses (not judged; the reason is reported). ``locate(case, tensor, g,
+    t, allowed) -> [words]`` says where inside a wrong tensor the error sits (a recurrent op: the time
+    steps and gates), added to the failing row's hints."""
     name: str
     definition: str
     inputs: tuple
@@ -83,3 +85,4 @@ class Op:
     shrink: Callable = None
     conventions: tuple = ()
     limits: tuple = ()
+    locate: Callable = None

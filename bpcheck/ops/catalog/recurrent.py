@@ -357,6 +357,43 @@ def _slip(vjp, names=None, **flags):
 
 _NOT_CARRIED = ("dh_next not carried to the previous step: BPTT used only the upstream dh[:, t] "
                 "(dh_t = dout[:, t] + dh_next, dh_next = da_{t+1} Wh^T)")
+GATES = ("i", "f", "o", "g")
+
+
+def _wrong(errors, allowed):
+    """Indices whose error is a real part of the tensor's: over allowed / sqrt(count) and over 10^-3 of
+    the largest (a share of the tolerance, not of the rounding noise)."""
+    errors = np.asarray(errors)
+    floor = max(allowed / np.sqrt(errors.size), 1e-3 * float(np.max(errors, initial=0.0)))
+    return [int(i) for i in np.flatnonzero(errors > floor)]
+
+
+def _locate(lstm):
+    """``Op.locate`` of a recurrent record: for a sequence's dx, the time steps that are wrong, and which one
+    backpropagation through time reaches first (it runs t = T-1 down to 0); for an LSTM's dWx, dWh, db,
+    the gate blocks (i, f, o, g) that are wrong."""
+    def locate(case, tensor, g, t, allowed):
+        words = []
+        if tensor == "dx" and g.ndim == 3 and g.shape[1] > 1:
+            steps = g.shape[1]
+            wrong = _wrong([np.linalg.norm(g[:, k] - t[:, k]) for k in range(steps)], allowed)
+            if wrong:
+                first = max(wrong)
+                after = "" if first == steps - 1 else (f"; the steps after it are right, so what step {first + 1} "
+                                                       f"sends back to step {first} (dh_next, dc_next) is wrong")
+                words.append(f"dx is wrong at time steps {wrong} of 0..{steps - 1}: the first wrong step in "
+                             f"backpropagation through time is t = {first}{after}")
+        if lstm and tensor in ("dWx", "dWh", "db") and g.shape[-1] % 4 == 0:
+            h = g.shape[-1] // 4
+            wrong = _wrong([np.linalg.norm(g[..., k * h:(k + 1) * h] - t[..., k * h:(k + 1) * h]) for k in range(4)],
+                           allowed)
+            if wrong and len(wrong) < 4:
+                words.append(f"{tensor}'s error sits in the gate blocks {', '.join(GATES[k] for k in wrong)} "
+                             f"(columns in the order i, f, o, g; the other blocks are within tolerance)")
+        return words
+    return locate
+
+
 _WH_ASSIGNED = "dWh assigned (=) instead of accumulated (+=) over the time steps: one step's term kept"
 _NO_FORGET = "the cell gradient passed back without the forget gate: dprev_c = dc where f * dc belongs"
 _DF_NO_C = "forget-gate gradient without prev_c: df = dc where dc * prev_c belongs"
@@ -384,6 +421,7 @@ RNN = Op(
     draw=_draw(False, True), families=SEQUENCE_FAMILIES, torch=_torch_rnn, jax=_jax_rnn,
     cs231n=("rnn_forward", "rnn_backward", lambda fwd, a, c, h: fwd(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"]),
             _named("x", "h0", "Wx", "Wh", "b")),
+    locate=_locate(False),
     slips=(Slip("dh_not_carried", _NOT_CARRIED, _slip(_rnn_vjp, carry=False)),
            Slip("dwh_assigned", _WH_ASSIGNED, _slip(_rnn_vjp, ("Wh",), accumulate_wh=False))),
     shrink=_shrink(False, True))
@@ -398,6 +436,7 @@ LSTM_STEP = Op(
     jax=lambda jax, a, c, h: jax.numpy.concatenate(_jax_lstm_cell(jax, a["x"], a["prev_h"], a["prev_c"], a), 1),
     cs231n=("lstm_step_forward", "lstm_step_backward", _lstm_step_call,
             _named("x", "prev_h", "prev_c", "Wx", "Wh", "b"), None, _lstm_step_backward),
+    locate=_locate(True),
     slips=(Slip("dprev_c_no_forget", _NO_FORGET, _slip(_lstm_step_vjp, ("prev_c",), forget=False)),
            Slip("df_no_prev_c", _DF_NO_C, _slip(_lstm_step_vjp, ("x", "prev_h", "Wx", "Wh", "b"), df_prev_c=False)),
            Slip("no_tanh_prime_c", _NO_TANH_C, _slip(_lstm_step_vjp, tanh_prime=False))),
@@ -411,6 +450,7 @@ LSTM = Op(
     draw=_draw(True, True), families=SEQUENCE_FAMILIES, torch=_torch_lstm, jax=_jax_lstm,
     cs231n=("lstm_forward", "lstm_backward", lambda fwd, a, c, h: fwd(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"]),
             _named("x", "h0", "Wx", "Wh", "b")),
+    locate=_locate(True),
     slips=(Slip("dh_not_carried", _NOT_CARRIED, _slip(_lstm_vjp, carry=False)),
            Slip("dc_no_forget", "the cell gradient carried to the previous step without the forget gate: "
                 "dc_next = dc where f * dc belongs", _slip(_lstm_vjp, forget=False)),
