@@ -13,8 +13,10 @@ import numpy as np
 from bpcheck import ops
 from bpcheck.ops.algebra import Plain
 from bpcheck.ops.candidates import Unsupported
+from bpcheck.ops.protocol import graph_program
 
-__all__ = ["GraphCandidate", "python_candidate", "record_candidate", "framework_candidate", "framework_limit"]
+__all__ = ["GraphCandidate", "python_candidate", "record_candidate", "framework_candidate", "framework_limit",
+           "program_candidate"]
 
 
 def _float64(v, what):
@@ -29,10 +31,24 @@ def _float64(v, what):
 
 
 class GraphCandidate:
-    """``run(case) -> {"out", "grads", "deltas", "mutated"}`` (float64 arrays); raises what the code raises."""
+    """``run(case) -> {"out", "grads", "deltas", "outputs", "mutated"}`` (float64 arrays); raises what the
+    code raises. ``close()`` releases what it holds (a running program)."""
 
-    def __init__(self, name, run):
-        self.name, self.run = name, run
+    def __init__(self, name, run, close=None):
+        self.name, self.run, self._close = name, run, close
+
+    def close(self):
+        if self._close is not None:
+            self._close()
+
+
+def program_candidate(command, *, timeout=30.0):
+    """A program in any language speaking ``bpcheck-op/1`` with graph requests (``bpcheck.ops.protocol``)."""
+    name, call, close = graph_program(command, timeout=timeout)
+
+    def run(case):
+        return {**call(case), "mutated": []}
+    return GraphCandidate(name, run, close)
 
 
 def python_candidate(fn, name=None):

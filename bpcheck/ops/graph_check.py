@@ -28,7 +28,7 @@ import numpy as np
 
 from bpcheck import ops
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import Unsupported
+from bpcheck.ops.candidates import CandidateFatal, Unsupported
 from bpcheck.ops.cases import OpCase
 from bpcheck.ops.check import diagnosis
 from bpcheck.ops.graph import bound, truth
@@ -62,6 +62,8 @@ def judge_graph_case(case, candidate):
     s = bound(case.graph, case.values, case.constants, case.cotangent, case.dtype)
     try:
         result = candidate.run(case)
+    except CandidateFatal:                                  # the program cannot run at all: stop the run
+        raise
     except Unsupported as exc:                              # a documented refusal: declined, not judged
         return [{"tensor": "call", "status": "unsupported", "message": str(exc)}], None, "unsupported"
     except Exception as exc:                                # the candidate's fault is a verdict

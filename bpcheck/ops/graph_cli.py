@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import load_module
-from bpcheck.ops.graph_candidates import framework_candidate, python_candidate
+from bpcheck.ops.candidates import CandidateFatal, load_module
+from bpcheck.ops.graph_candidates import framework_candidate, program_candidate, python_candidate
 from bpcheck.ops.graph_check import check_graph
 
 __all__ = ["graph_command"]
@@ -36,6 +36,10 @@ def _function(target):
 @click.argument("arch_name", required=False)
 @click.option("--fn", "target", metavar="FILE.py:FN",
               help="fn(values, constants, hyper, dout) -> (out, grads[, deltas]) (the graph contract).")
+@click.option("--exec", "exec_command", metavar="COMMAND",
+              help="A program in any language speaking bpcheck-op/1 with graph requests (docs/protocol.md).")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a program may take per reply (--exec).")
 @click.option("--framework", type=click.Choice(["torch", "jax"]),
               help="Check the framework's own built-ins composed over the graph instead (an oracle).")
 @click.option("--dtype", "dtypes", multiple=True, type=click.Choice(["float32", "float64"]),
@@ -47,7 +51,7 @@ def _function(target):
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="PATH",
               help="Also write a standalone page: the verdict, the diagnosis, the graph coloured by each node's "
                    "error (the smallest failing case, or one plain case when it passes) and every row.")
-def graph_command(arch_name, target, framework, dtypes, per_family, seed, list_archs, show, html_path):
+def graph_command(arch_name, target, exec_command, timeout, framework, dtypes, per_family, seed, list_archs, show, html_path):
     """Check the backward pass of a whole network ARCH: every input and parameter gradient (and every
     node's delta, if returned) against the certified truth of its graph, in every family and dtype;
     a failure is shrunk to the smallest size and its first wrong node named."""
@@ -64,11 +68,22 @@ def graph_command(arch_name, target, framework, dtypes, per_family, seed, list_a
     if show:
         click.echo(json.dumps(arch.graph(arch.sizes[0]).to_json(), indent=1))
         return
-    if bool(target) == bool(framework):
-        raise click.UsageError("give one of --fn FILE.py:FN or --framework torch|jax")
-    candidate = framework_candidate(framework) if framework else python_candidate(_function(target), target)
+    if sum(map(bool, (target, exec_command, framework))) != 1:
+        raise click.UsageError("give one of --fn FILE.py:FN, --exec COMMAND or --framework torch|jax")
+    if exec_command:
+        try:
+            candidate = program_candidate(exec_command, timeout=timeout)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--exec") from None
+    else:
+        candidate = framework_candidate(framework) if framework else python_candidate(_function(target), target)
     dtypes = tuple(dtypes) or ("float32", "float64")
-    report = check_graph(arch, candidate, name=target, seed=seed, per_family=per_family, dtypes=dtypes)
+    try:
+        report = check_graph(arch, candidate, name=target, seed=seed, per_family=per_family, dtypes=dtypes)
+    except CandidateFatal as exc:
+        click.echo(f"bpcheck graph {arch.name}: stopped -- {exc}", err=True)
+        candidate.close()
+        sys.exit(2)
     click.echo(report.summary())
     if html_path:
         from bpcheck.ops.graph_report import plain_judgement, validate_page
@@ -78,4 +93,5 @@ def graph_command(arch_name, target, framework, dtypes, per_family, seed, list_a
             shown = plain_judgement(arch, candidate, dtypes[0], seed)
         Path(html_path).write_text(validate_page(report, *shown))
         click.echo(f"wrote {html_path}")
+    candidate.close()
     sys.exit({"pass": 0, "fail": 1}.get(report.verdict, 2))

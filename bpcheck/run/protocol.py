@@ -48,8 +48,9 @@ def encode_array(arr, encoding="decimal"):
     decimals) or ``base64`` of the little-endian bytes."""
     arr = np.asarray(arr)
     dtype = "int64" if arr.dtype.kind in "iu" else arr.dtype.name
+    shape = list(arr.shape)                       # a 0-d array (a loss's cotangent) keeps shape []
     arr = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
-    out = {"dtype": dtype, "shape": list(arr.shape)}
+    out = {"dtype": dtype, "shape": shape}
     if encoding == "base64":
         out["base64"] = base64.b64encode(arr.tobytes()).decode("ascii")
     else:
