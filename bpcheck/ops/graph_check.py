@@ -226,9 +226,11 @@ class GraphReport:
             return head
         culprit, rows = self.first["culprit"], self.first["rows"]
         wrong = [r for r in rows if r["status"] == "bug"]
+        if culprit:                                  # the row that names the culprit first
+            wrong.sort(key=lambda r: r["tensor"] != culprit["tensor"])
         lines = [head, diagnosis({**self.first, "rows": wrong[:1]})]
         if len(wrong) > 1:
-            lines.append(f"  and {len(wrong) - 1} more wrong tensors after it in the backward pass: "
+            lines.append(f"  and {len(wrong) - 1} more wrong tensors: "
                          + ", ".join(r["tensor"] for r in wrong[1:]))
         if culprit:
             lines.append(f"first wrong node: {culprit['node']} -- {culprit['words']}")
