@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "bpcheck"
-ORDER = ("core", "exact", "judge", "cases", "run", "ops", "diagnose", "report", "proof", "cli")
+ORDER = ("core", "exact", "judge", "cases", "run", "ops", "train", "diagnose", "report", "proof", "cli")
 NOT_CODE = ("schemas",)     # package data, no modules
 REFERENCE_MUST_NOT_IMPORT = ("bpcheck", "oracles", "torch", "jax", "jaxlib")
 

@@ -20,6 +20,7 @@ def _register():
     from bpcheck.cli.validate import export_vectors_command, validate_command
     from bpcheck.ops.cli import op_command
     from bpcheck.ops.graph_cli import graph_command
+    from bpcheck.cli.train import train_command
     from bpcheck.report.merge import merge_command
     from bpcheck.report.report import report_command
     main.add_command(report_command, "report")
@@ -28,6 +29,7 @@ def _register():
     main.add_command(check_command, "check")
     main.add_command(op_command, "op")
     main.add_command(graph_command, "graph")
+    main.add_command(train_command, "train")
     main.add_command(selftest_command, "selftest")
     main.add_command(export_vectors_command, "export-vectors")
 

@@ -76,6 +76,17 @@ def _array(value, what, who):
         raise CandidateError(f"{who}: {what} is not an array of numbers ({exc})") from None
 
 
+def load_function(target):
+    """The callable ``FN`` of ``FILE.py:FN`` (or ``module.name:FN``); ValueError saying what is wrong."""
+    path, sep, name = str(target).rpartition(":")
+    if not sep or not path or not name:
+        raise ValueError(f"{target!r}: expected FILE.py:FUNCTION")
+    fn = getattr(load_module(path), name, None)
+    if not callable(fn):
+        raise ValueError(f"{path} has no function {name!r}")
+    return fn
+
+
 def load_module(path_or_name):
     """A module from a file path (``layers.py``) or an importable name (``cs231n.layers``)."""
     path = Path(path_or_name)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import CandidateFatal, load_module
+from bpcheck.ops.candidates import CandidateFatal, load_function
 from bpcheck.ops.graph_candidates import framework_candidate, program_candidate, python_candidate
 from bpcheck.ops.graph_check import check_graph
 
@@ -19,17 +19,10 @@ __all__ = ["graph_command"]
 
 
 def _function(target):
-    path, sep, name = target.rpartition(":")
-    if not sep or not path or not name:
-        raise click.BadParameter(f"{target!r}: expected FILE.py:FUNCTION", param_hint="--fn")
     try:
-        module = load_module(path)
+        return load_function(target)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fn") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise click.BadParameter(f"{path} has no function {name!r}", param_hint="--fn")
-    return fn
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

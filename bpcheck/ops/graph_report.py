@@ -59,12 +59,11 @@ def candidate(spec, arch):
         return record_candidate()
     if spec in FRAMEWORKS:
         return framework_candidate(spec)
-    from bpcheck.ops.candidates import load_module
-    path, _, name = str(spec).rpartition(":")
-    fn = getattr(load_module(path), name, None) if path and name else None
-    if not callable(fn):
-        raise ValueError(f"{spec!r}: expected reference, records, torch, jax or FILE.py:FUNCTION")
-    return python_candidate(fn, spec)
+    from bpcheck.ops.candidates import load_function
+    try:
+        return python_candidate(load_function(spec), spec)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (a candidate is reference, records, torch, jax or FILE.py:FUNCTION)") from None
 
 
 def declined(arch, framework, dtype, seed=0):
