@@ -91,12 +91,20 @@ def _normalize_backward(dxhat, cache):
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
-    """out = gamma · (x − μ_B) / sqrt(σ²_B + eps) + beta over the batch;  x (N, D), gamma, beta (D,)."""
+    """out = gamma · (x − μ_B) / sqrt(σ²_B + eps) + beta over the batch;  x (N, D), gamma, beta (D,).
+
+    Also keeps CS231n's running averages in ``bn_param`` (for inference):
+    running_mean ← m · running_mean + (1 − m) · μ_B, running_var ← m · running_var + (1 − m) · σ²_B
+    (the biased batch variance), m = bn_param["momentum"] (default 0.9), both starting at 0."""
     mode = bn_param.get("mode", "train")
     if mode != "train":
         raise ValueError(f"batchnorm_forward implements mode 'train' only, not {mode!r}")
-    xhat, norm_cache = _normalize_forward(x, 0, bn_param.get("eps", 1e-5))
+    eps, m = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
+    xhat, norm_cache = _normalize_forward(x, 0, eps)
     out = gamma * xhat + beta
+    mu, var = x.mean(axis=0), x.var(axis=0)
+    bn_param["running_mean"] = m * bn_param.get("running_mean", np.zeros_like(mu)) + (1 - m) * mu
+    bn_param["running_var"] = m * bn_param.get("running_var", np.zeros_like(var)) + (1 - m) * var
     return out, (xhat, gamma, norm_cache)
 
 

@@ -18,14 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bpcheck.ops.candidates import load_module
 from bpcheck.train.check import check_training
 from bpcheck.train.envelope import envelope
 from bpcheck.train.optimizers import OPTIMIZERS
+from bpcheck.train.running import check_running, cs231n_running
 from bpcheck.train.seeds import SEED_ARCHITECTURES
 from bpcheck.train.teacher import draw_train_case, judge_steps
-from reference import optim
+from reference import layers, optim
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_OPTIM = load_module(ROOT / "examples" / "torch_optim.py")
@@ -66,6 +68,12 @@ def test_a_step_that_overwrites_its_gradient_or_raises_fails_with_its_reason():
     assert report.verdict == "fail" and "overwrote the gradient" in report.summary()
     report = check_training("tied_embedding", "sgd", raises, steps=2, cases=1)
     assert report.verdict == "fail" and "raised ValueError: shapes" in report.summary()
+
+
+def test_nielsens_network2_update_passes_as_sgd_with_weight_decay():
+    network2 = load_module(ROOT / "examples" / "network2.py")
+    report = check_training("residual_mlp", "sgd", network2.step, hyper={"weight_decay": 0.05}, steps=50, cases=1)
+    assert report.verdict == "pass", report.summary()
 
 
 def test_cs231n_momentum_passes():
@@ -171,3 +179,31 @@ def test_the_command_line_exits_0_1_2():
                  ("cnn", "--optimizer", "sgd", "--step", "reference/optim.py:sgd", "--hyper", "beta=1"),
                  ("cnn", "--optimizer", "sgd")):
         assert run(*args).returncode == 2, args
+
+
+# --- batch norm's running statistics ---------------------------------------------------------------
+
+def _torch_running(x, running_mean, running_var, momentum):
+    """torch's own batch_norm in training mode, which updates the running tensors in place."""
+    rm, rv = torch.tensor(running_mean), torch.tensor(running_var)
+    torch.nn.functional.batch_norm(torch.tensor(x), rm, rv, training=True, momentum=momentum)
+    return rm.numpy(), rv.numpy()
+
+
+def _biased(x, running_mean, running_var, momentum):
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    return ((1 - momentum) * running_mean + momentum * x.mean(axis=axes),
+            (1 - momentum) * running_var + momentum * x.var(axis=axes))
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_running_statistics_each_convention_passes_and_the_other_is_named(dtype, spatial):
+    cs231n = cs231n_running(layers)
+    assert check_running(cs231n, "cs231n", dtype=dtype, spatial=spatial)["verdict"] == "pass"
+    assert check_running(_torch_running, "torch", dtype=dtype, spatial=spatial)["verdict"] == "pass"
+    crossed = check_running(cs231n, "torch", dtype=dtype, spatial=spatial)
+    assert crossed["verdict"] == "fail" and "momentum read the CS231n way" in " ".join(crossed["first"]["hints"])
+    biased = check_running(_biased, "torch", dtype=dtype, spatial=spatial)
+    assert biased["verdict"] == "fail" and biased["first"]["step"] == 1
+    assert "running variance stored biased" in " ".join(biased["first"]["hints"])

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from bpcheck.ops.candidates import load_function
+from bpcheck.ops.candidates import load_function, load_module
 from bpcheck.train.check import check_training
 from bpcheck.train.envelope import envelope
 from bpcheck.train.optimizers import OPTIMIZERS
+from bpcheck.train.running import check_running, cs231n_running
 from bpcheck.train.teacher import TRAINABLE, draw_train_case
 
 __all__ = ["train_command"]
@@ -22,6 +23,35 @@ def _step_function(target):
         return load_function(target)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--step") from None
+
+
+def _running(target, convention, steps, dtypes, seed):
+    """Judge running statistics for each dtype, 1-d and spatial; print a line per run; the exit code."""
+    if target.endswith(".py") and ":" not in target:
+        try:
+            fn = cs231n_running(load_module(target))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--running") from None
+    else:
+        try:
+            fn = load_function(target)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--running") from None
+    failed = False
+    for dtype in dtypes:
+        for spatial in (False, True):
+            r = check_running(fn, convention, steps=steps, dtype=dtype, seed=seed, spatial=spatial)
+            where = f"{dtype} {'(N, C, H, W)' if spatial else '(N, C)'}"
+            click.echo(f"running statistics ({convention}) {where}: {r['verdict'].upper()}")
+            if r["first"]:
+                failed = True
+                f = r["first"]
+                click.echo(f"  first wrong step {f['step']}, x {f['shape']}: "
+                           + "; ".join(f"{row['tensor']} {row.get('message') or 'wrong'}" for row in f["rows"]
+                                       if row["status"] == "bug"))
+                for hint in f["hints"]:
+                    click.echo(f"  hint: {hint}")
+    return 1 if failed else 0
 
 
 def _hyper(pairs, optimizer):
@@ -50,14 +80,22 @@ def _hyper(pairs, optimizer):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="PATH",
               help="Also write a page with the free-running loss curves and their envelope.")
+@click.option("--running", "running", metavar="LAYERS.py|FILE.py:FN",
+              help="Check batch norm's running statistics instead: a CS231n-style layers module (its "
+                   "batchnorm_forward's bn_param) or fn(x, running_mean, running_var, momentum).")
+@click.option("--convention", type=click.Choice(["torch", "cs231n"]), default="cs231n", show_default=True,
+              help="With --running: whose running-statistics formula (and meaning of momentum) you follow.")
 @click.option("--list", "list_all", is_flag=True, help="List the optimizers and exit.")
-def train_command(arch_name, optimizer, target, pairs, steps, cases, dtypes, seed, html_path, list_all):
+def train_command(arch_name, optimizer, target, pairs, steps, cases, dtypes, seed, html_path, running, convention,
+                  list_all):
     """Train ARCH for K steps with your STEP function and judge every step at your own parameters
     (teacher forcing): the first wrong step, its tensor and why. --html adds the free-running picture."""
     if list_all:
         for name, o in OPTIMIZERS.items():
             click.echo(f"{name:10s} {o.definition}; defaults {o.hyper}")
         return
+    if running:
+        sys.exit(_running(running, convention, steps, tuple(dtypes) or ("float32", "float64"), seed))
     if not (arch_name and optimizer and target):
         raise click.UsageError("give ARCH, --optimizer and --step (bpcheck train --list for the optimizers)")
     fn = _step_function(target)
