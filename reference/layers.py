@@ -14,7 +14,8 @@ sequence backward calling the step backward once per step. Batch normalisation i
 
 Everything is computed in the input's dtype: constants are Python numbers
 (which NumPy never promotes a float32 array with) or cast to ``x.dtype``, so a
-float32 input gives float32 outputs and gradients. No input is changed in place.
+float32 input gives float32 outputs and gradients. No input is changed in place, but for CS231n's
+running averages, which batchnorm_forward writes into bn_param as CS231n's does.
 """
 import numpy as np
 

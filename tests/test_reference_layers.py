@@ -242,8 +242,16 @@ def test_inputs_are_not_changed_in_place(module, case):
         if isinstance(other[name], np.ndarray):
             np.testing.assert_array_equal(other[name], other_before[name], err_msg=name)
         else:
-            assert other[name] == other_before[name], name
+            assert _without_running(other[name]) == _without_running(other_before[name]), name
     np.testing.assert_array_equal(dout, dout_before)
+
+
+def _without_running(param):
+    """A parameter dict without CS231n's running averages, the one thing batchnorm_forward writes back
+    into bn_param (its documented way of returning them); anything else changed is a bug."""
+    if not isinstance(param, dict):
+        return param
+    return {k: v for k, v in param.items() if k not in ("running_mean", "running_var")}
 
 
 # ------------------------------------------------------------- values by hand
