@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from bpcheck.ops.candidates import load_module
+from bpcheck.ops.candidates import CandidateFatal, load_module
 from bpcheck.train.check import check_training
 from bpcheck.train.envelope import envelope
 from bpcheck.train.optimizers import OPTIMIZERS
+from bpcheck.train.protocol import step_program
 from bpcheck.train.running import check_running, cs231n_running
 from bpcheck.train.seeds import SEED_ARCHITECTURES
 from bpcheck.train.teacher import draw_train_case, judge_steps
@@ -207,3 +208,41 @@ def test_running_statistics_each_convention_passes_and_the_other_is_named(dtype,
     biased = check_running(_biased, "torch", dtype=dtype, spatial=spatial)
     assert biased["verdict"] == "fail" and biased["first"]["step"] == 1
     assert "running variance stored biased" in " ".join(biased["first"]["hints"])
+
+
+# --- over the line protocol ---------------------------------------------------------------------
+
+def test_an_optimizer_program_passes_and_a_wrong_one_is_named():
+    step, close = step_program([sys.executable, str(ROOT / "examples" / "optim_program.py")], "adam")
+    try:
+        assert check_training("residual_mlp", "adam", step, steps=5).verdict == "pass"
+    finally:
+        close()
+    member = ROOT / "tests" / "meta" / "train_zoo" / "bug_adam_counter_stuck.py"
+    hostile = ROOT / "tests" / "hostile" / "optim_zoo_program.py"
+    step, close = step_program([sys.executable, str(hostile), str(member)], "adam")
+    try:
+        report = check_training("residual_mlp", "adam", step, steps=5)
+    finally:
+        close()
+    assert report.verdict == "fail" and report.first["step"] == 2
+    assert any("step counter is not advanced" in h for h in report.first["hints"])
+    step, close = step_program([sys.executable, str(hostile), str(member), "nohello"], "adam")
+    try:
+        report = check_training("residual_mlp", "adam", step, steps=5)
+    finally:
+        close()
+    assert report.verdict == "none" and "leaves out adam" in report.summary()
+
+
+def test_a_program_that_hangs_or_has_no_hello_stops_the_run():
+    for command in ([sys.executable, "-c", "print(1)"],
+                    [sys.executable, "-c", "import sys, time; print('{\"protocol\": \"bpcheck-op/1\", \"ops\": [], "
+                                           "\"optimizers\": [\"sgd\"], \"dtypes\": [\"float32\", \"float64\"]}', "
+                                           "flush=True); time.sleep(60)"]):
+        step, close = step_program(command, "sgd", timeout=0.5)
+        try:
+            with pytest.raises(CandidateFatal):
+                check_training("residual_mlp", "sgd", step, steps=3)
+        finally:
+            close()

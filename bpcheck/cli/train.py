@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from bpcheck.ops.candidates import load_function, load_module
+from bpcheck.ops.candidates import CandidateFatal, load_function, load_module
 from bpcheck.train.check import check_training
 from bpcheck.train.envelope import envelope
 from bpcheck.train.optimizers import OPTIMIZERS
+from bpcheck.train.protocol import step_program
 from bpcheck.train.running import check_running, cs231n_running
 from bpcheck.train.teacher import TRAINABLE, draw_train_case
 
@@ -73,6 +74,8 @@ def _hyper(pairs, optimizer):
 @click.argument("arch_name", required=False, type=click.Choice(TRAINABLE))
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), help="The update rule your step implements.")
 @click.option("--step", "target", metavar="FILE.py:FN", help="step(params, grads, state, hyper) -> (params, state).")
+@click.option("--exec", "exec_command", metavar="COMMAND",
+              help="A program in any language serving the optimizer over bpcheck-op/1 (docs/protocol.md).")
 @click.option("--hyper", "pairs", multiple=True, metavar="NAME=VALUE", help="A hyper-parameter (repeatable).")
 @click.option("--steps", default=10, show_default=True, type=click.IntRange(1, 500), help="K, per run.")
 @click.option("--cases", default=2, show_default=True, type=click.IntRange(min=1), help="Runs per dtype.")
@@ -86,7 +89,7 @@ def _hyper(pairs, optimizer):
 @click.option("--convention", type=click.Choice(["torch", "cs231n"]), default="cs231n", show_default=True,
               help="With --running: whose running-statistics formula (and meaning of momentum) you follow.")
 @click.option("--list", "list_all", is_flag=True, help="List the optimizers and exit.")
-def train_command(arch_name, optimizer, target, pairs, steps, cases, dtypes, seed, html_path, running, convention,
+def train_command(arch_name, optimizer, target, exec_command, pairs, steps, cases, dtypes, seed, html_path, running, convention,
                   list_all):
     """Train ARCH for K steps with your STEP function and judge every step at your own parameters
     (teacher forcing): the first wrong step, its tensor and why. --html adds the free-running picture."""
@@ -96,18 +99,33 @@ def train_command(arch_name, optimizer, target, pairs, steps, cases, dtypes, see
         return
     if running:
         sys.exit(_running(running, convention, steps, tuple(dtypes) or ("float32", "float64"), seed))
-    if not (arch_name and optimizer and target):
-        raise click.UsageError("give ARCH, --optimizer and --step (bpcheck train --list for the optimizers)")
-    fn = _step_function(target)
+    if not (arch_name and optimizer and bool(target) != bool(exec_command)):
+        raise click.UsageError("give ARCH, --optimizer and one of --step or --exec (bpcheck train --list for the "
+                               "optimizers)")
+    close = None
+    if exec_command:
+        try:
+            fn, close = step_program(exec_command, optimizer)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--exec") from None
+    else:
+        fn = _step_function(target)
     hyper = _hyper(pairs, optimizer)
     dtypes = tuple(dtypes) or ("float32", "float64")
-    report = check_training(arch_name, optimizer, fn, name=target, hyper=hyper, steps=steps, cases=cases,
-                            dtypes=dtypes, seed=seed)
-    click.echo(report.summary())
-    if html_path:
-        from bpcheck.report.training import training_page
-        curves = {dt: envelope(draw_train_case(arch_name, optimizer, dt, seed * 1000, steps=steps, hyper=hyper), fn)
-                  for dt in dtypes}
-        Path(html_path).write_text(training_page(report, curves))
-        click.echo(f"wrote {html_path}")
+    try:
+        report = check_training(arch_name, optimizer, fn, name=target or exec_command, hyper=hyper, steps=steps,
+                                cases=cases, dtypes=dtypes, seed=seed)
+        click.echo(report.summary())
+        if html_path:
+            from bpcheck.report.training import training_page
+            curves = {dt: envelope(draw_train_case(arch_name, optimizer, dt, seed * 1000, steps=steps, hyper=hyper),
+                                   fn) for dt in dtypes}
+            Path(html_path).write_text(training_page(report, curves))
+            click.echo(f"wrote {html_path}")
+    except CandidateFatal as exc:
+        click.echo(f"bpcheck train: stopped -- {exc}", err=True)
+        sys.exit(2)
+    finally:
+        if close is not None:
+            close()
     sys.exit({"pass": 0, "fail": 1}.get(report.verdict, 2))

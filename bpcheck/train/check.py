@@ -9,6 +9,7 @@ stuck step counter). A step right against a documented convention passes with th
 import time
 from dataclasses import dataclass, field
 
+from bpcheck.ops.candidates import Unsupported
 from bpcheck.ops.check import diagnosis
 from bpcheck.train.teacher import draw_train_case, judge_steps
 
@@ -26,6 +27,7 @@ class TrainReport:
     conventions: dict = field(default_factory=dict)       # convention name -> steps it explained
     first: dict = None                                     # {"case", "step", "rows", "hints"}
     seconds: float = 0.0
+    declined: list = field(default_factory=list)           # why runs were not judged
 
     @property
     def verdict(self):
@@ -34,6 +36,8 @@ class TrainReport:
     def summary(self):
         head = (f"bpcheck train {self.arch} {self.optimizer}: {self.verdict.upper()} -- {self.candidate}: "
                 f"{self.runs} runs, {self.steps} steps judged, {self.failures} failing, in {self.seconds:.1f} s")
+        if self.declined:
+            head += f"\n  {len(self.declined)} runs declined: " + "; ".join(sorted(set(self.declined)))
         if self.conventions:
             head += "; conventions: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.conventions.items()))
         if self.first is None:
@@ -56,7 +60,11 @@ def check_training(arch, optimizer, step_fn, *, name=None, hyper=None, steps=10,
     for dtype in dtypes:
         for k in range(cases):
             case = draw_train_case(arch, optimizer, dtype, seed * 1000 + k, steps=steps, hyper=hyper)
-            log = judge_steps(case, step_fn)
+            try:
+                log = judge_steps(case, step_fn)
+            except Unsupported as exc:
+                report.declined.append(str(exc))
+                continue
             report.runs += 1
             report.steps += len(log)
             for entry in log:

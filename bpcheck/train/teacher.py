@@ -28,6 +28,7 @@ from flint import ctx
 
 from bpcheck.ops import architectures
 from bpcheck.ops.algebra import Exact, Model, Plain
+from bpcheck.ops.candidates import CandidateFatal, Unsupported
 from bpcheck.ops.exact import MAX_BITS
 from bpcheck.ops.graph import truth as graph_truth
 from bpcheck.ops.graph_cases import draw_graph_case
@@ -184,6 +185,8 @@ def judge_steps(case, step_fn):
         given = ({k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in grads.items()})
         try:
             new, state = step_fn(given[0], given[1], state, dict(case.hyper))
+        except (Unsupported, CandidateFatal):                # declined, or a program that cannot run: not a step
+            raise
         except Exception as exc:                            # the candidate's fault is a verdict
             log.append({"step": t, "loss": loss, "class": "bug",
                         "rows": [{"tensor": "step", "status": "bug", "message": f"raised {type(exc).__name__}: {exc}"}]})
