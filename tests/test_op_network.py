@@ -1,7 +1,7 @@
 """The op records, walked as a chain, reproduce the dense path's certified arbiter on its own cases.
 
-``bpcheck.ops.network.compile_spec`` turns a dense spec into affine / activation / loss nodes and
-``walk`` applies the chain rule with each record's VJP. On the dense path's generated cases (the plain
+``bpcheck.ops.network.compile_spec`` turns a dense spec into a graph of transpose / affine / activation /
+loss nodes, and the graph walker (``bpcheck.ops.graph``) applies the chain rule with each record's VJP. On the dense path's generated cases (the plain
 grid and every edge family), the walker in ball arithmetic gives the arbiter's loss, every parameter
 gradient and the input gradient, rounded to the same float64 -- two independent writings of the same
 definitions (the arbiter hand-writes BP1-BP4, the walker composes records). A perturbed record is
@@ -20,8 +20,8 @@ from oracles import arb_oracle
 CASES = generate_cases(1, 1)[::3]
 
 
-def _walk(nodes, case):
-    r = truth(nodes, case.params, case.x, case.y)
+def _walk(graph, case):
+    r = truth(graph, case.params, case.x, case.y)
     return r["loss"], r["grads"], r["input_grad"]
 
 

@@ -204,8 +204,11 @@ def _tensors(r):
 def truth(graph, values, constants, cotangent):
     """{tensor: float64 array} for ``out``, ``d<leaf>`` and ``delta <node>``, each certified as in
     ``bpcheck.ops.exact.truth`` (precision doubled until every entry is good to 2^-62, or to 2^-10 of
-    float64's rounding bound where it cancels), plus "parts": {value: {"node.input": float64 array}}
-    and "outputs": {node: float64 array}. ArithmeticError past MAX_BITS."""
+    float64's rounding bound where it cancels), plus "parts": {value: {"node.input": float64 array}},
+    "outputs": {node: float64 array}, "bits", and "uncertified": the deltas that are not finite in float64
+    or not certified at MAX_BITS (a binary cross-entropy's dC/da at a probability that rounds to 1: no
+    float can hold it), which a judgement leaves out. ArithmeticError if the output or a leaf's gradient
+    is not certified at MAX_BITS."""
     e64 = {k: v.e for k, v in _tensors(walk(graph, values, constants, cotangent, Model("float64"))).items()}
     bits = START_BITS
     while bits <= MAX_BITS:
@@ -213,12 +216,13 @@ def truth(graph, values, constants, cotangent):
             r = walk(graph, values, constants, cotangent, Exact(bits))
             tensors = _tensors(r)
             mids = {k: _mid(v) for k, v in tensors.items()}
-            if all(np.all(np.isfinite(mids[k])) and certified(mids[k], np.asarray(Exact.rad(v), dtype=np.float64),
-                                                              e64[k])
-                   for k, v in tensors.items()):
+            bad = {k for k, v in tensors.items()
+                   if not (np.all(np.isfinite(mids[k]))
+                           and certified(mids[k], np.asarray(Exact.rad(v), dtype=np.float64), e64[k]))}
+            if not bad or (bits * 2 > MAX_BITS and all(k.startswith("delta ") for k in bad)):
                 mids["parts"] = {v: {k: _mid(p) for k, p in ps.items()} for v, ps in r["parts"].items()}
                 mids["outputs"] = {k: _mid(v) for k, v in r["outputs"].items()}
-                mids["bits"] = bits
+                mids["bits"], mids["uncertified"] = bits, sorted(bad)
                 return mids
         bits *= 2
     raise ArithmeticError(f"the graph's truth needs more than {MAX_BITS} bits")
