@@ -45,7 +45,8 @@ def _doc(**change):
     ({"inputs": ["x", "x"]}, "used twice"),
     ({"format": "bpcheck-graph/9"}, "format"),
     ({"nodes": []}, "non-empty"),
-    ({"extra": 1}, "unknown keys"),
+    ({"extra": 1}, "'extra' was unexpected"),
+    ({"nodes": [{"name": "fc1", "op": "affine", "inputs": {"x": 3}}]}, "3 is not of type 'string'"),
 ])
 def test_a_malformed_graph_is_refused_with_its_reason(change, words):
     with pytest.raises(GraphError, match=words):
@@ -65,6 +66,14 @@ def test_a_node_binding_the_wrong_inputs_or_a_later_node_is_refused():
     doc["nodes"][0]["op"] = "convolution"
     with pytest.raises(GraphError, match="unknown op 'convolution'"):
         Graph.from_json(doc)
+
+
+def test_the_graph_schema_is_the_registry():
+    """The committed schema is what `bpcheck graph --schema` generates (regenerate it after adding an op)."""
+    from bpcheck.core.spec import schema
+    from bpcheck.ops.graph import schema_document
+    assert schema("graph.schema.json") == schema_document(ops.REGISTRY)
+    assert schema("graph.schema.json")["properties"]["nodes"]["items"]["properties"]["op"]["enum"] == list(ops.names())
 
 
 def test_a_graph_round_trips_through_json():

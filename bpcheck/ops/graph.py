@@ -22,16 +22,20 @@ rule in reverse, from ``cotangent`` at the output, in any reading of ``bpcheck.o
 (``truth``), the rounding model (``bound``) or float64. It keeps every node's output, every value's
 cotangent (the generalised delta dC/d(value)) and each consumer's part of it.
 """
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import jsonschema
 import numpy as np
 from flint import ctx
 
 from bpcheck import ops
+from bpcheck.core.spec import schema
 from bpcheck.ops.algebra import Exact, Model
 from bpcheck.ops.exact import MAX_BITS, START_BITS, certified
 
-__all__ = ["Graph", "GraphNode", "GraphError", "forward", "walk", "truth", "bound", "FORMAT"]
+__all__ = ["Graph", "GraphNode", "GraphError", "forward", "walk", "truth", "bound", "FORMAT", "schema_document"]
 
 FORMAT = "bpcheck-graph/1"
 
@@ -80,9 +84,13 @@ class Graph:
 
     @classmethod
     def from_json(cls, doc):
-        """The graph of ``doc``; GraphError naming the first problem found."""
+        """The graph of ``doc`` (JSON Schema ``bpcheck/schemas/graph.schema.json``, then ``validate``);
+        GraphError naming the first problem found."""
         if not isinstance(doc, dict):
             raise GraphError(f"a graph is a JSON object, not {type(doc).__name__}")
+        error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+        if error is not None and error.validator != "enum":     # an unknown op: said below, with the known ones
+            raise GraphError(f"{error.json_path}: {error.message[:200]}")
         if doc.get("format", FORMAT) != FORMAT:
             raise GraphError(f"format {doc.get('format')!r}; this bpcheck reads {FORMAT}")
         unknown = set(doc) - {"format", "inputs", "params", "constants", "nodes", "output"}
@@ -145,6 +153,19 @@ class Graph:
         unused = [v for v in self.leaves + self.constants + tuple(n.name for n in self.nodes) if v not in used]
         if unused:
             raise GraphError(f"not used on the way to the output {self.output!r}: {unused}")
+
+
+def schema_document(registry):
+    """The graph JSON Schema with the op enum of ``registry``: ``bpcheck graph --schema`` prints it, and
+    bpcheck/schemas/graph.schema.json is its output."""
+    doc = json.loads(json.dumps(schema("graph.schema.json")))
+    doc["properties"]["nodes"]["items"]["properties"]["op"] = {"enum": list(registry)}
+    return doc
+
+
+@lru_cache(maxsize=None)
+def _validator():
+    return jsonschema.Draft202012Validator(schema("graph.schema.json"))
 
 
 def walk(graph, values, constants, cotangent, ns, slip=None):

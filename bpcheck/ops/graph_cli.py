@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
+from bpcheck import ops
 from bpcheck.ops import architectures
+from bpcheck.ops.graph import schema_document
 from bpcheck.ops.candidates import CandidateFatal, load_function
 from bpcheck.ops.graph_candidates import framework_candidate, program_candidate, python_candidate
 from bpcheck.ops.graph_check import check_graph
@@ -41,13 +43,18 @@ def _function(target):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--list", "list_archs", is_flag=True, help="List the architectures and exit.")
 @click.option("--show", is_flag=True, help="Print the architecture's graph (JSON, smallest size) and exit.")
+@click.option("--schema", "print_schema", is_flag=True, help="Print the graph JSON Schema and exit.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="PATH",
               help="Also write a standalone page: the verdict, the diagnosis, the graph coloured by each node's "
                    "error (the smallest failing case, or one plain case when it passes) and every row.")
-def graph_command(arch_name, target, exec_command, timeout, framework, dtypes, per_family, seed, list_archs, show, html_path):
+def graph_command(arch_name, target, exec_command, timeout, framework, dtypes, per_family, seed, list_archs, show,
+                  print_schema, html_path):
     """Check the backward pass of a whole network ARCH: every input and parameter gradient (and every
     node's delta, if returned) against the certified truth of its graph, in every family and dtype;
     a failure is shrunk to the smallest size and its first wrong node named."""
+    if print_schema:
+        click.echo(json.dumps(schema_document(ops.REGISTRY), indent=2))
+        return
     if list_archs:
         for name, arch in architectures.ARCHITECTURES.items():
             click.echo(f"{name:16s} {arch.description}")
