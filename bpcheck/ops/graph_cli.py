@@ -16,6 +16,7 @@ from bpcheck.ops.graph import schema_document
 from bpcheck.ops.candidates import CandidateFatal, load_function
 from bpcheck.ops.graph_candidates import framework_candidate, program_candidate, python_candidate
 from bpcheck.ops.graph_check import check_graph
+from bpcheck.ops.graph_vectors import export
 
 __all__ = ["graph_command"]
 
@@ -44,14 +45,21 @@ def _function(target):
 @click.option("--list", "list_archs", is_flag=True, help="List the architectures and exit.")
 @click.option("--show", is_flag=True, help="Print the architecture's graph (JSON, smallest size) and exit.")
 @click.option("--schema", "print_schema", is_flag=True, help="Print the graph JSON Schema and exit.")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write the graph golden vectors (every architecture x dtype x family, with truth and "
+                   "tolerances, plain JSON) into DIR and exit.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="PATH",
               help="Also write a standalone page: the verdict, the diagnosis, the graph coloured by each node's "
                    "error (the smallest failing case, or one plain case when it passes) and every row.")
 def graph_command(arch_name, target, exec_command, timeout, framework, dtypes, per_family, seed, list_archs, show,
-                  print_schema, html_path):
+                  print_schema, export_dir, html_path):
     """Check the backward pass of a whole network ARCH: every input and parameter gradient (and every
     node's delta, if returned) against the certified truth of its graph, in every family and dtype;
     a failure is shrunk to the smallest size and its first wrong node named."""
+    if export_dir:
+        names = export(export_dir)
+        click.echo(f"wrote {len(names)} graph vectors and manifest.json to {export_dir}")
+        return
     if print_schema:
         click.echo(json.dumps(schema_document(ops.REGISTRY), indent=2))
         return
