@@ -19,7 +19,8 @@ report: $(STAMP)
 	$(BIN)/bpcheck report
 
 # The proof in reports/: the bug zoo (selftest.md), gradcheck and check_grads on the same zoo
-# (baselines.md), and the false-alarm campaign on 10^5 cases (false_alarms.md); ~30 min on 2 cores.
+# (baselines.md), and the false-alarm campaign on 10^5 cases (false_alarms.md); the same for the op
+# catalog (ops_*) and whole networks (graph_baselines.md, graph_false_alarms.md); ~45 min on 2 cores.
 proof: $(STAMP)
 	$(BIN)/bpcheck selftest --out reports
 	$(BIN)/bpcheck selftest --baselines 1 --out reports
@@ -27,10 +28,13 @@ proof: $(STAMP)
 	$(BIN)/bpcheck selftest --ops --out reports
 	$(BIN)/python -m bpcheck.ops.baselines --out reports
 	$(BIN)/bpcheck selftest --op-false-alarms 110000 --out reports
+	$(BIN)/python -m bpcheck.ops.graph_baselines --out reports
+	$(BIN)/bpcheck selftest --graph-false-alarms 6000 --out reports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/ops.py
+	$(BIN)/python benchmarks/graphs.py
 
 # Headless Chromium for the report's browser test and Node.js for the JavaScript example
 # (Debian packages; needs root). CI fails a test that skips for want of either.

@@ -8,7 +8,8 @@ member with default options and prints, per member: caught or passed as
 expected, the class and the first wrong tensor of the diagnosis against the
 expected ones, seconds to the first failing case, the shrunk case's size; then
 the catch rate. ``--false-alarms N`` runs the false-alarm campaign instead
-(``bpcheck.proof.campaign``), ``--op-false-alarms N`` the op catalog's (``bpcheck.ops.campaign``). Results are written as JSON and Markdown into ``--out``.
+(``bpcheck.proof.campaign``), ``--op-false-alarms N`` the op catalog's (``bpcheck.ops.campaign``),
+``--graph-false-alarms N`` the whole networks' (``bpcheck.ops.graph_campaign``). Results are written as JSON and Markdown into ``--out``.
 """
 import json
 import os
@@ -99,13 +100,16 @@ def table_lines(rows, s):
               help="Run the op zoo instead (bpcheck.ops.selftest: every slip on ten seeds, both correct layers).")
 @click.option("--op-false-alarms", type=click.IntRange(0), default=0, metavar="N",
               help="Run the op false-alarm campaign on about N op cases instead (bpcheck.ops.campaign).")
+@click.option("--graph-false-alarms", type=click.IntRange(0), default=0, metavar="N",
+              help="Run the graph false-alarm campaign on N whole-network cases instead (bpcheck.ops.graph_campaign).")
 @click.option("--baselines", type=click.IntRange(0), default=0, metavar="N",
               help="Run bpcheck, gradcheck and check_grads on the same float64 cases (N plain per loss x "
                    "activation cell, edge cases on top) for every member instead.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted false-alarm campaign.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
 @click.option("--seed", type=int, default=None, help="Case generator seed (default: bpcheck's).")
-def selftest_command(zoo, only, jobs, false_alarms, op_zoo, op_false_alarms, baselines, resume, out, seed):
+def selftest_command(zoo, only, jobs, false_alarms, op_zoo, op_false_alarms, graph_false_alarms, baselines, resume,
+                     out, seed):
     """Run bpcheck validate on every bug-zoo member: catch rate, classes, first wrong tensors."""
     from bpcheck.report.report import default_jobs
     jobs = jobs or default_jobs()
@@ -127,6 +131,13 @@ def selftest_command(zoo, only, jobs, false_alarms, op_zoo, op_false_alarms, bas
         summary = op_campaign(op_false_alarms, out=Path(out), jobs=jobs, echo=lambda m: click.echo(m, err=True))
         click.echo(f"{summary['cases']} op cases, {summary['alarms']} false alarms in {summary['seconds']} s; "
                    f"wrote {out}/ops_false_alarms.md, .json, .jsonl")
+        sys.exit(1 if summary["alarms"] else 0)
+    if graph_false_alarms:
+        from bpcheck.ops.graph_campaign import run as graph_campaign
+        summary = graph_campaign(graph_false_alarms, out=Path(out), jobs=jobs, resume=resume,
+                                 echo=lambda m: click.echo(m, err=True))
+        click.echo(f"{summary['cases']} graph cases ({summary['judgements']} judgements), {summary['alarms']} false "
+                   f"alarms in {summary['seconds']} s; wrote {out}/graph_false_alarms.md, .json, .jsonl")
         sys.exit(1 if summary["alarms"] else 0)
     if false_alarms:
         from bpcheck.proof.campaign import campaign_command_body

@@ -47,6 +47,7 @@ from bpcheck.ops.check import check_op, judge_case
 from bpcheck.ops.report import LAYERS, ROOT
 
 __all__ = ["compare", "implementations", "gradcheck_verdict", "check_grads_verdict", "bpcheck_verdict",
+           "gradcheck_fn", "check_grads_fn", "mark_clean",
            "summarise", "markdown", "main", "TOOLS", "DTYPES", "ZOO"]
 
 ZOO = ROOT / "tests" / "meta" / "op_zoo"
@@ -143,9 +144,16 @@ def _describe(exc):
 def gradcheck_verdict(op, module, case):
     """("p" | "f" | "e", message): ``torch.autograd.gradcheck`` at its defaults on one case, through a
     ``torch.autograd.Function`` around ``module``'s CS231n forward and backward ("e": it raised)."""
-    import torch
     names, forward, backward = _numpy_layer(op, module, case)
-    dtype = np.dtype(case.dtype)
+    return gradcheck_fn(names, forward, backward, case.inputs, case.dtype)
+
+
+def gradcheck_fn(names, forward, backward, inputs, dtype):
+    """("p" | "f" | "e", message): ``torch.autograd.gradcheck`` at its defaults on ``inputs`` ({name: array}),
+    through a ``torch.autograd.Function`` whose forward is ``forward(arrays) -> (out, state)`` and whose
+    backward is ``backward(dout, state) -> {name: gradient or None}`` (NumPy, in ``dtype``)."""
+    import torch
+    dtype = np.dtype(dtype)
 
     class Layer(torch.autograd.Function):
         @staticmethod
@@ -158,11 +166,11 @@ def gradcheck_verdict(op, module, case):
             grads = backward(grad_output.detach().numpy().copy(), ctx.state)
             return tuple(None if grads.get(k) is None else torch.from_numpy(np.array(grads[k], dtype)) for k in names)
 
-    inputs = tuple(torch.from_numpy(np.array(case.inputs[k])).requires_grad_(True) for k in names)
+    tensors = tuple(torch.from_numpy(np.array(inputs[k])).requires_grad_(True) for k in names)
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")      # "not double precision": the float32 runs are on purpose
-            ok = torch.autograd.gradcheck(Layer.apply, inputs, raise_exception=False)
+            ok = torch.autograd.gradcheck(Layer.apply, tensors, raise_exception=False)
         return ("p" if ok else "f"), None
     except Exception as exc:
         return "e", _describe(exc)
@@ -178,13 +186,21 @@ def check_grads_verdict(op, module, case):
     """("p" | "f" | "e", message): ``jax.test_util.check_grads(order=1, modes=["rev"])`` at its defaults
     on one case, through a ``jax.custom_vjp`` whose primal and VJP call ``module`` with
     ``jax.pure_callback`` ("f": AssertionError; "e": anything else raised)."""
+    names, forward, backward = _numpy_layer(op, module, case)
+    return check_grads_fn(names, forward, backward, case.inputs, case.dtype, np.shape(case.cotangent))
+
+
+def check_grads_fn(names, forward, backward, inputs, dtype, out_shape):
+    """("p" | "f" | "e", message): ``jax.test_util.check_grads(order=1, modes=["rev"])`` at its defaults on
+    ``inputs`` ({name: array}), through a ``jax.custom_vjp`` whose primal (output of shape ``out_shape``) and
+    VJP call ``forward`` and ``backward`` (as in ``gradcheck_fn``) with ``jax.pure_callback``; the VJP re-runs
+    the forward on its residuals, the inputs."""
     jax = _enable_x64()
     import jax.numpy as jnp
     from jax.test_util import check_grads
-    names, forward, backward = _numpy_layer(op, module, case)
-    dtype = np.dtype(case.dtype)
-    out_shape = jax.ShapeDtypeStruct(np.shape(case.cotangent), dtype)
-    in_shapes = tuple(jax.ShapeDtypeStruct(case.inputs[k].shape, dtype) for k in names)
+    dtype = np.dtype(dtype)
+    out_shape = jax.ShapeDtypeStruct(tuple(out_shape), dtype)
+    in_shapes = tuple(jax.ShapeDtypeStruct(np.shape(inputs[k]), dtype) for k in names)
 
     def primal(*arrays):
         with np.errstate(all="ignore"):
@@ -193,7 +209,7 @@ def check_grads_verdict(op, module, case):
     def vjp(dout, *arrays):
         with np.errstate(all="ignore"):
             grads = backward(np.array(dout, dtype), forward(arrays)[1])
-            return tuple(np.zeros(case.inputs[k].shape, dtype) if grads.get(k) is None else np.array(grads[k], dtype)
+            return tuple(np.zeros(np.shape(inputs[k]), dtype) if grads.get(k) is None else np.array(grads[k], dtype)
                          for k in names)
 
     @jax.custom_vjp
@@ -205,7 +221,7 @@ def check_grads_verdict(op, module, case):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            check_grads(f, tuple(jnp.asarray(case.inputs[k]) for k in names), order=1, modes=["rev"])
+            check_grads(f, tuple(jnp.asarray(inputs[k]) for k in names), order=1, modes=["rev"])
         return "p", None
     except AssertionError as exc:
         return "f", _describe(exc)
@@ -317,7 +333,7 @@ def _result(row, tool, setting, dtype):
     return next(r for r in row["results"] if r["tool"] == tool and r["setting"] == setting and r["dtype"] == dtype)
 
 
-def _mark_clean(mutants, correct, columns):
+def mark_clean(mutants, correct, columns):
     """Set ``cleanly`` on each mutant's results: flagged where the same tool passes the correct code. On
     the shared cases that is per case (the cases of an op, dtype and seed are the same for every
     implementation): a case the mutant fails on which every correct implementation of the op passes
@@ -339,13 +355,13 @@ def _mark_clean(mutants, correct, columns):
 
 
 def summarise(rows, *, seed, dtypes, tools, selection, seconds):
-    """Per tool x dtype: mutants caught, and caught cleanly (``_mark_clean``), the same for the edge-only
+    """Per tool x dtype: mutants caught, and caught cleanly (``mark_clean``), the same for the edge-only
     mutants, mutants caught only by raising, false alarms (correct (implementation, op) pairs flagged)
     and their failing cases, seconds."""
     mutants = [r for r in rows if r["kind"] == "mutant"]
     correct = [r for r in rows if r["kind"] == "correct"]
     columns = _columns(dtypes, tools)
-    _mark_clean(mutants, correct, columns)
+    mark_clean(mutants, correct, columns)
     table = []
     for key, tool, setting, dtype in columns:
         res = lambda r: _result(r, tool, setting, dtype)  # noqa: E731
