@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/ops.py
 	$(BIN)/python benchmarks/graphs.py
+	$(BIN)/python benchmarks/train.py
 
 # Headless Chromium for the report's browser test and Node.js for the JavaScript example
 # (Debian packages; needs root). CI fails a test that skips for want of either.

@@ -20,8 +20,9 @@ from bpcheck.ops import architectures
 from bpcheck.ops.candidates import load_module
 from bpcheck.ops.cases import draw_case
 from bpcheck.ops.exact import truth as op_truth
-from bpcheck.ops.graph import Graph, GraphError, GraphNode, bound, truth
-from bpcheck.ops.graph_candidates import GraphCandidate, framework_candidate, record_candidate
+from bpcheck.ops.algebra import Plain
+from bpcheck.ops.graph import Graph, GraphError, GraphNode, bound, truth, walk
+from bpcheck.ops.graph_candidates import GraphCandidate, framework_candidate, python_candidate, record_candidate
 from bpcheck.ops.graph_cases import draw_graph_case
 from bpcheck.ops.graph_check import check_graph, judge_graph_case
 from reference import networks
@@ -313,3 +314,24 @@ def test_the_command_line_exits_0_1_2_for_pass_fail_and_bad_input():
                         (("cnn",), "give one of")):
         r = _bpcheck(*args)
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
+
+
+# --- edge families of whole networks -------------------------------------------------------------------
+
+def test_the_dead_window_family_reaches_its_region_on_every_seed_and_catches_a_skipped_relu():
+    """cnn's dead_window: a pooling window all dead after the relu, with a gradient reaching it -- where a
+    backward that skips the relu's mask shows, which a plain draw shows only on some seeds."""
+    arch = architectures.get("cnn")
+    member = python_candidate(load_module(ZOO[[p.stem for p in ZOO].index("bug_cnn_relu_skipped")]).net)
+    plain_misses = 0
+    for size in arch.sizes:
+        for dtype in ("float32", "float64"):
+            for seed in SEEDS:
+                case = draw_graph_case(arch, "dead_window", dtype, seed, size)
+                r = walk(case.graph, case.values, case.constants, case.cotangent, Plain())
+                assert np.all(np.asarray(r["outputs"]["relu1"])[0, 0, :2, :2] == 0)
+                assert np.any(np.asarray(r["cotangents"]["pool"])[0, 0, 0, 0] != 0)
+                assert judge_graph_case(case, member)[2] == "bug", (size, dtype, seed)
+                plain = draw_graph_case(arch, "plain", dtype, seed, size)
+                plain_misses += judge_graph_case(plain, member)[2] == "pass"
+    assert plain_misses > 0          # the control: without the family the bug hides on some draws

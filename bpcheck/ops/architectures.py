@@ -10,7 +10,8 @@ contract: a candidate returns ``d<leaf>`` for every leaf and may return each nod
   layer norm -> affine -> softmax cross-entropy (CS231n's softmax_loss) with labels y (N,).
 - ``cnn``: CS231n's three-layer convnet with spatial batch norm: x (N, C, H, W) -> conv (stride 1,
   "same" padding) -> spatial batch norm -> relu -> 2x2 max-pool, stride 2 -> affine -> relu -> affine ->
-  softmax_loss.
+  softmax_loss. Family ``dead_window``: a pooling window whose four values are all dead after the relu
+  (tied zeros), where a backward that skips the relu's mask shows -- a window no plain draw is sure to have.
 - ``tied_embedding``: a language-model step whose output layer reuses the embedding matrix (weight
   tying, Press & Wolf 2017): ids (N,) -> embedding W -> affine with w = W^T -> softmax_loss; W feeds two
   nodes, so dW is the sum of both parts.
@@ -27,7 +28,9 @@ from typing import Callable
 
 import numpy as np
 
-from bpcheck.ops.graph import Graph
+from bpcheck import ops
+from bpcheck.ops.algebra import Plain
+from bpcheck.ops.graph import Graph, forward
 from bpcheck.ops.record import COMMON_FAMILIES
 
 __all__ = ["Architecture", "ARCHITECTURES", "get"]
@@ -99,7 +102,7 @@ def _cnn_graph(size):
         "output": "loss"})
 
 
-def _cnn_draw(rng, family, dtype, size):
+def _cnn_values(rng, dtype, size):
     n, c, hw, f, k, hidden, classes = (size[key] for key in ("N", "C", "HW", "F", "K", "hidden", "classes"))
     pooled = f * (hw // 2) ** 2
     return ({"x": _normal(rng, (n, c, hw, hw), dtype), "W1": _normal(rng, (f, c, k, k), dtype, (c * k * k) ** -0.5),
@@ -108,6 +111,41 @@ def _cnn_draw(rng, family, dtype, size):
              "b2": _normal(rng, (hidden,), dtype, 0.1), "W3": _normal(rng, (hidden, classes), dtype, hidden ** -0.5),
              "b3": _normal(rng, (classes,), dtype, 0.1)},
             {"y": _labels(rng, n, classes)})
+
+
+def _dead_window(values, constants, size, dtype):
+    """x pushed (along the conv's own VJP) until the first 2x2 pooling window of sample 0, channel 0 is all
+    dead after batch norm and relu: four tied zeros, where the gradient must stop at the relu. Channel 0's
+    gamma is made positive and its beta negative: batch norm bounds how far below the mean a value can go
+    (|xhat| <= sqrt(n - 1)), so a beta above gamma could keep a window alive however x moves. Then the
+    hidden layer's bias is raised until its relu is alive everywhere, so that a gradient reaches the window."""
+    graph, ns = _cnn_graph(size), Plain()
+    values = {**values, "gamma": values["gamma"].copy(), "beta": values["beta"].copy()}
+    values["gamma"][0], values["beta"][0] = abs(values["gamma"][0]), -abs(values["beta"][0])
+    conv, a = graph.node("conv"), {k: ns.input(values[v]) for k, v in (("x", "x"), ("w", "W1"), ("b", "b1"))}
+    rows = []                                          # the conv's rows for the window's four outputs
+    for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        e = np.zeros((size["N"], size["F"], size["HW"], size["HW"]))
+        e[0, 0, i, j] = 1.0
+        rows.append(np.asarray(ops.get("conv2d").vjp(ns, a, {}, conv.hyper, ns.input(e))["x"], dtype=np.float64))
+    rows = np.stack([r.ravel() for r in rows])
+    push = (rows.T @ np.linalg.lstsq(rows @ rows.T, np.ones(4), rcond=None)[0]).reshape(values["x"].shape)
+    push /= max(np.max(np.abs(push)), 1e-300)          # lowers each of the four outputs by the same amount
+    x = np.asarray(values["x"], dtype=np.float64)
+    for step in 0.25 * 2.0 ** np.arange(12):
+        moved = {**values, "x": (x - step * push).astype(dtype)}
+        env = forward(graph, moved, constants, ns)[0]
+        if np.all(np.asarray(env["relu1"])[0, 0, :2, :2] == 0):
+            lift = max(0.0, 0.5 - float(np.min(np.asarray(env["fc1"]))))
+            return {**moved, "b2": (np.asarray(values["b2"], dtype=np.float64) + lift).astype(dtype)}
+    raise AssertionError("no dead window reached")                # never on the listed sizes (tests/test_graph.py)
+
+
+def _cnn_draw(rng, family, dtype, size):
+    values, constants = _cnn_values(rng, dtype, size)
+    if family == "dead_window":
+        values = _dead_window(values, constants, size, dtype)
+    return values, constants
 
 
 # --- weight tying ----------------------------------------------------------------------------------
@@ -208,7 +246,7 @@ ARCHITECTURES = {a.name: a for a in (
                  sizes=({"N": 2, "D": 3, "M": 2, "K": 2}, {"N": 3, "D": 4, "M": 4, "K": 3},
                         {"N": 4, "D": 5, "M": 6, "K": 4})),
     Architecture("cnn", "conv -> spatial batch norm -> relu -> max-pool -> affine -> relu -> affine -> softmax loss",
-                 _cnn_graph, _cnn_draw,
+                 _cnn_graph, _cnn_draw, families=COMMON_FAMILIES + ("dead_window",),
                  sizes=({"N": 2, "C": 1, "HW": 2, "F": 1, "K": 1, "hidden": 2, "classes": 2},
                         {"N": 2, "C": 2, "HW": 4, "F": 2, "K": 3, "hidden": 3, "classes": 3},
                         {"N": 3, "C": 3, "HW": 6, "F": 3, "K": 3, "hidden": 5, "classes": 4})),
