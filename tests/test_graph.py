@@ -335,3 +335,11 @@ def test_the_dead_window_family_reaches_its_region_on_every_seed_and_catches_a_s
                 plain = draw_graph_case(arch, "plain", dtype, seed, size)
                 plain_misses += judge_graph_case(plain, member)[2] == "pass"
     assert plain_misses > 0          # the control: without the family the bug hides on some draws
+
+
+def test_a_candidate_file_imports_the_modules_beside_it(tmp_path):
+    from bpcheck.ops.candidates import load_function
+    (tmp_path / "helper_layers_for_bpcheck.py").write_text("def twice(v):\n    return 2 * v\n")
+    (tmp_path / "net.py").write_text("from helper_layers_for_bpcheck import twice\n\n"
+                                     "def fn(values, constants, hyper, dout):\n    return twice(1), {}\n")
+    assert load_function(f"{tmp_path / 'net.py'}:fn")(None, None, None, None) == (2, {})

@@ -77,6 +77,23 @@ def test_nielsens_network2_update_passes_as_sgd_with_weight_decay():
     assert report.verdict == "pass", report.summary()
 
 
+def test_a_rule_undefined_at_a_step_stops_the_run_without_a_verdict():
+    """Adam with eps = 0 divides 0 by 0 where a gradient is exactly 0 (a dead relu): the rule itself is not
+    finite there, so the run stops with the reason instead of judging NaN parameters (or crashing)."""
+    def adam_nan_safe(params, grads, state, hyper):
+        with np.errstate(all="ignore"):
+            return optim.adam(params, grads, state, hyper)
+
+    report = check_training("residual_mlp", "adam", adam_nan_safe, hyper={"eps": 0.0}, steps=5, dtypes=("float32",))
+    assert report.stopped and report.verdict in ("none", "pass"), report.summary()
+    assert "not a verdict against you" in report.summary()
+
+    def nan_step(params, grads, state, hyper):
+        return {k: p * np.nan for k, p in params.items()}, state
+
+    assert check_training("residual_mlp", "sgd", nan_step, steps=2, cases=1).verdict == "fail"
+
+
 def test_cs231n_momentum_passes():
     def velocity(params, grads, state, hyper):
         state = state or {}

@@ -16,6 +16,7 @@ Every call gets fresh copies of the case's arrays; afterwards the inputs are com
 any the code overwrote are named in ``mutated``.
 """
 import importlib.util
+import sys
 import warnings
 from pathlib import Path
 
@@ -88,11 +89,15 @@ def load_function(target):
 
 
 def load_module(path_or_name):
-    """A module from a file path (``layers.py``) or an importable name (``cs231n.layers``)."""
+    """A module from a file path (``layers.py``; its folder is put on ``sys.path`` so that it can import the
+    modules beside it) or an importable name (``cs231n.layers``)."""
     path = Path(path_or_name)
     if path.suffix == ".py":
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:                 # the file's own folder, so it imports its siblings
+            sys.path.append(folder)
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         try:

@@ -26,9 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 
-from bpcheck import ops
 from bpcheck.core.records import jsonable, printable
 from bpcheck.ops import architectures
 from bpcheck.ops.graph_candidates import (GraphCandidate, framework_candidate, framework_limit, python_candidate,

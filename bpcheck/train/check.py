@@ -28,6 +28,7 @@ class TrainReport:
     first: dict = None                                     # {"case", "step", "rows", "hints"}
     seconds: float = 0.0
     declined: list = field(default_factory=list)           # why runs were not judged
+    stopped: list = field(default_factory=list)            # runs stopped where the update rule is undefined
 
     @property
     def verdict(self):
@@ -36,6 +37,9 @@ class TrainReport:
     def summary(self):
         head = (f"bpcheck train {self.arch} {self.optimizer}: {self.verdict.upper()} -- {self.candidate}: "
                 f"{self.runs} runs, {self.steps} steps judged, {self.failures} failing, in {self.seconds:.1f} s")
+        if self.stopped:
+            head += ("\n  stopped where the update rule itself is not finite (0/0, e.g. eps = 0 with a zero "
+                     "gradient; not a verdict against you): " + ", ".join(self.stopped))
         if self.declined:
             head += f"\n  {len(self.declined)} runs declined: " + "; ".join(sorted(set(self.declined)))
         if self.conventions:
@@ -66,7 +70,9 @@ def check_training(arch, optimizer, step_fn, *, name=None, hyper=None, steps=10,
                 report.declined.append(str(exc))
                 continue
             report.runs += 1
-            report.steps += len(log)
+            report.steps += sum(entry["class"] != "undefined" for entry in log)
+            if log and log[-1]["class"] == "undefined":
+                report.stopped.append(f"{dtype} run {k} at step {log[-1]['step']}")
             for entry in log:
                 if entry["class"] == "convention":
                     report.conventions[entry["convention"]] = report.conventions.get(entry["convention"], 0) + 1

@@ -2,16 +2,13 @@
 
 A training case is a graph architecture ending in a loss (``bpcheck.ops.architectures``), its data (the
 inputs and constants, fixed: full batch), initial parameters, an optimizer (``bpcheck.train.optimizers``)
-with its hyper-parameters, and K. Two contracts:
+with its hyper-parameters, and K. The candidate is a step:
 
-- ``step(params, grads, state, hyper) -> (params, state)``: one update. bpcheck trains: at every step k it
-  computes the true gradient at the candidate's current parameters theta_k (the graph's certified truth,
-  rounded to the dtype), calls ``step`` with it and the state the candidate returned last time (None at
-  the first step; opaque to bpcheck), and judges theta_{k+1}.
-- ``train(values, constants, hyper, steps) -> [{"loss", "params", "grads" (optional)}, ...]``: the whole
-  loop, one record per step (the loss and gradients at theta_k, the parameters theta_{k+1} after the step).
-  Each loss and gradient is judged against the truth at theta_k, and theta_{k+1} against the update of
-  theta_k with the candidate's own gradient where it is right (else with the true one).
+    step(params, grads, state, hyper) -> (params, state)
+
+bpcheck trains: at every step k it computes the true gradient at the candidate's current parameters
+theta_k (the graph's certified truth, rounded to the dtype), calls ``step`` with it and the state the
+candidate returned last time (None at the first step; opaque to bpcheck), and judges theta_{k+1}.
 
 The judgement of a step: the optimizer's exact update (balls) of the candidate's theta_k, the gradient,
 and the exact optimizer state accumulated along the candidate's own trajectory, against the candidate's
@@ -26,16 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from flint import ctx
 
-from bpcheck.ops import architectures
 from bpcheck.ops.algebra import Exact, Model, Plain
 from bpcheck.ops.candidates import CandidateFatal, Unsupported
-from bpcheck.ops.exact import MAX_BITS
 from bpcheck.ops.graph import truth as graph_truth
 from bpcheck.ops.graph_cases import draw_graph_case
 from bpcheck.ops.judge import compare_tensor
 from bpcheck.train.optimizers import get as get_optimizer
 
-__all__ = ["TrainCase", "draw_train_case", "judge_steps", "judge_training", "TRAINABLE"]
+__all__ = ["TrainCase", "draw_train_case", "judge_steps", "judge_update", "TRAINABLE"]
 
 TRAINABLE = ("residual_mlp", "cnn", "tied_embedding", "lstm_lm")        # architectures ending in a loss
 BITS = 256
@@ -163,14 +158,16 @@ def judge_update(case, tracks, params, grads, got, t):
     the slips that do)."""
     optimizer = get_optimizer(case.optimizer)
     dtype = case.graph_case.dtype
-    results = {}
+    results, defined = {}, True
     for name, track in tracks.items():
         want = track.step(optimizer, params, grads, case.hyper, t, dtype)
         results[name] = [compare_tensor(k, got.get(k), want[k][0], want[k][1], dtype) for k in params]
+        if name == "definition":
+            defined = all(np.all(np.isfinite(want[k][0])) for k in params)
     rows = results.pop("definition")
     passing = [n for n, r in results.items() if all(x["status"] == "pass" for x in r)]
     convention = next((n for n in passing if tracks[n].kind == "convention"), None)
-    return rows, convention, [tracks[n].note for n in passing if tracks[n].kind == "slip"]
+    return rows, convention, [tracks[n].note for n in passing if tracks[n].kind == "slip"], defined
 
 
 def judge_steps(case, step_fn):
@@ -192,8 +189,15 @@ def judge_steps(case, step_fn):
                         "rows": [{"tensor": "step", "status": "bug", "message": f"raised {type(exc).__name__}: {exc}"}]})
             return log
         got = {k: np.asarray(v, dtype=np.float64) for k, v in (new or {}).items()}
-        rows, convention, hints = judge_update(case, tracks, {k: v.astype(np.float64) for k, v in params.items()},
-                                               {k: g.astype(np.float64) for k, g in grads.items()}, got, t)
+        rows, convention, hints, defined = judge_update(case, tracks,
+                                                        {k: v.astype(np.float64) for k, v in params.items()},
+                                                        {k: g.astype(np.float64) for k, g in grads.items()}, got, t)
+        if not defined:                   # the rule itself is undefined here (Adam's 0/0 with eps = 0): stop
+            log.append({"step": t, "loss": loss, "class": "undefined", "hints": [], "rows": [
+                {"tensor": "update", "status": "undefined",
+                 "message": f"the {case.optimizer} update itself is not finite at step {t} (0/0 or an overflow, "
+                            f"e.g. eps = 0 with a zero gradient): the run stops here, not judged further"}]})
+            return log
         mutated = [k for k in params if not np.array_equal(given[1][k], grads[k])]
         rows += [{"tensor": "d" + k, "status": "bug", "message": "the step overwrote the gradient it was given"}
                  for k in mutated]
@@ -205,8 +209,3 @@ def judge_steps(case, step_fn):
             return log
         params = {k: np.asarray(got[k]).astype(dtype) for k in params}
     return log
-
-
-def judge_training(case, train_fn):
-    """A ``train`` candidate: its trajectory judged step by step (loss, gradients if given, update)."""
-    raise NotImplementedError
