@@ -22,9 +22,11 @@ loop of torch ops in CS231n's gate order i, f, o, g (not torch.nn.LSTM's i, f, g
 c0 = 0, starting from the input h0. Because it returns no deltas, bpcheck judges the leaf gradients
 and the output against the whole graph's truth (no node-by-node judgement).
 
-The transformer's graph passes an attention mask (all True), an additive bias (0) and a dropout
-keep-mask (all True) as constants: the identity, so the block calls sdpa with ``is_causal=True`` and
-nothing else, as one would; it refuses any other constants rather than silently ignoring them.
+The transformer's graph passes an attention mask, an additive bias and a dropout keep-mask as constants.
+In the plain families they are the identity (all True, 0, all True) and the block calls sdpa with
+``is_causal=True`` as one would; with a padding mask, a bias or a given keep-mask (the masked_keys,
+additive_bias and dropout_keep families) it writes the attention out in torch ops, a row with no key
+giving 0 as sdpa's math kernel does.
 
 Check it:
 
@@ -88,12 +90,23 @@ def tied_embedding(values, constants, hyper, dout):
     return _differentiate(loss, p, dout)
 
 
+def _attention(q, k, v, mask, bias, keep, attn):
+    """F.scaled_dot_product_attention for plain causal attention; written out in torch ops when there is a
+    padding mask, a bias or a given dropout keep-mask (sdpa takes no given dropout mask), a query row with no
+    key giving 0 as sdpa's math kernel does."""
+    if mask.all() and not bias.any() and keep.all() and attn.get("dropout_p", 0.0) == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn["scale"])
+    t = q.shape[2]
+    allowed = torch.ones(t, t, dtype=torch.bool).tril() & torch.as_tensor(mask)
+    scores = (attn["scale"] * q @ k.transpose(-2, -1) + torch.as_tensor(bias)).masked_fill(~allowed, float("-inf"))
+    any_key = allowed.any(dim=-1, keepdim=True).expand(scores.shape)
+    probs = torch.where(any_key, torch.softmax(scores.masked_fill(~any_key, 0.0), dim=-1), torch.zeros_like(scores))
+    return (probs * torch.as_tensor(keep) / (1 - attn.get("dropout_p", 0.0))) @ v
+
+
 def transformer_block(values, constants, hyper, dout):
     mask, bias, keep = (np.asarray(constants[k]) for k in ("mask", "bias", "keep"))
     attn = hyper["attn"]
-    if not (mask.all() and not bias.any() and keep.all() and attn.get("dropout_p", 0.0) == 0
-            and attn.get("causal", True)):
-        raise ValueError("this block is plain causal attention: mask all True, bias 0, no dropout")
     p = _leaves(values)
     x = p["x"]
     b, t, heads, dh = hyper["q_split"]["shape"]
@@ -104,7 +117,7 @@ def transformer_block(values, constants, hyper, dout):
 
     ln1 = F.layer_norm(x, (c,), p["g1"], p["b1"], eps=hyper["ln1"]["eps"])
     q, k, v = (split(_affine(ln1, p[f"W{n}"], p[f"b{n}"])) for n in "qkv")
-    a = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn["scale"])
+    a = _attention(q, k, v, mask, bias, keep, attn)
     res1 = x + _affine(a.transpose(1, 2).reshape(b * t, c), p["Wo"], p["bo"])
     ln2 = F.layer_norm(res1, (c,), p["g2"], p["b2"], eps=hyper["ln2"]["eps"])
     mlp = _affine(F.gelu(_affine(ln2, p["W1"], p["c1"]), approximate="none"), p["W2"], p["c2"])

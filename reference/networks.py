@@ -103,23 +103,36 @@ def tied_embedding(values, constants, hyper, dout):
     return loss, g, d, {"embed": embed, "WT": WT, "logits": logits, "loss": loss}
 
 
-def attention_forward(q, k, v, scale):
-    """Causal scaled dot-product attention per head: S = scale q k^T, query i attending to keys j <= i,
-    P = softmax over those keys (row max subtracted first), out = P v;  q, k, v (B, H, T, Dh)."""
+def attention_forward(q, k, v, scale, mask=None, bias=None, keep=None, p=0.0):
+    """Causal scaled dot-product attention per head; q, k, v (B, H, T, Dh).
+
+    S = scale q k^T + bias; query i attends to key j when j <= i and mask[.., i, j] (True = attend);
+    P = softmax of S over those keys (row max subtracted first), 0 on a row with none (torch's choice);
+    A = P keep / (1 - p) (a given dropout keep-mask); out = A v."""
     t = q.shape[2]
     s = scale * (q @ k.transpose(0, 1, 3, 2))
-    s = np.where(np.tril(np.ones((t, t), dtype=bool)), s, -np.inf)
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    p = e / e.sum(axis=-1, keepdims=True)
-    return p @ v, (q, k, v, p, scale)
+    if bias is not None:
+        s = s + bias
+    allowed = np.tril(np.ones((t, t), dtype=bool)) & (True if mask is None else np.asarray(mask, dtype=bool))
+    allowed = np.broadcast_to(allowed, s.shape)
+    any_key = allowed.any(axis=-1, keepdims=True)
+    top = np.where(any_key, np.where(allowed, s, -np.inf).max(axis=-1, keepdims=True), 0).astype(s.dtype)
+    e = np.where(allowed, np.exp(np.where(allowed, s - top, 0)), 0).astype(s.dtype)
+    total = e.sum(axis=-1, keepdims=True)
+    probs = np.where(any_key, e / np.where(any_key, total, 1), 0).astype(s.dtype)
+    a = probs if keep is None else (probs * keep / (1 - p)).astype(s.dtype)
+    return a @ v, (q, k, v, probs, a, keep, p, scale)
 
 
 def attention_backward(dout, cache):
-    """dv = P^T dout, dP = dout v^T, dS = P (dP - rowsum(dP P)), dq = scale dS k, dk = scale dS^T q."""
-    q, k, v, p, scale = cache
-    dv = p.transpose(0, 1, 3, 2) @ dout
+    """dv = A^T dout; dA = dout v^T; dP = dA keep / (1 - p); dS = P (dP - rowsum(dP P));
+    dq = scale dS k, dk = scale dS^T q."""
+    q, k, v, probs, a, keep, p, scale = cache
+    dv = a.transpose(0, 1, 3, 2) @ dout
     dp = dout @ v.transpose(0, 1, 3, 2)
-    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    if keep is not None:
+        dp = (dp * keep / (1 - p)).astype(dout.dtype)
+    ds = probs * (dp - (dp * probs).sum(axis=-1, keepdims=True))
     return scale * (ds @ k), scale * (ds.transpose(0, 1, 3, 2) @ q), dv
 
 
@@ -137,7 +150,8 @@ def transformer_block(values, constants, hyper, dout, attention=(attention_forwa
         out[name], caches[name] = affine_forward(ln1, v[f"W{name}"], v[f"b{name}"])
         out[f"{name}_split"] = out[name].reshape(b, t, h, c // h)
         heads[name] = out[f"{name}_heads"] = out[f"{name}_split"].transpose(0, 2, 1, 3)
-    out["attn"], ca = attention[0](heads["q"], heads["k"], heads["v"], hyper["attn"]["scale"])
+    out["attn"], ca = attention[0](heads["q"], heads["k"], heads["v"], hyper["attn"]["scale"], constants["mask"],
+                                   constants["bias"], constants["keep"], hyper["attn"]["dropout_p"])
     out["merge_t"] = out["attn"].transpose(0, 2, 1, 3)
     out["merge"] = out["merge_t"].reshape(b * t, c)
     out["proj"], cp = affine_forward(out["merge"], v["Wo"], v["bo"])

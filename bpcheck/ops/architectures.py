@@ -18,7 +18,9 @@ contract: a candidate returns ``d<leaf>`` for every leaf and may return each nod
 - ``transformer_block``: a pre-norm block (GPT-2's order): x (B, T, C) as B T tokens -> layer norm ->
   q, k, v projections -> heads split -> causal attention -> heads merged -> output projection -> + x ->
   layer norm -> affine -> gelu -> affine -> + (the first sum). Its output is the block's (B T, C)
-  output, so the cotangent is a tensor. Both residual sums read a tensor twice.
+  output, so the cotangent is a tensor. Both residual sums read a tensor twice. Families beyond plain
+  causal attention: ``masked_keys`` (left padding; rows with no key at all), ``additive_bias``,
+  ``dropout_keep`` (a given keep-mask, p = 0.25).
 - ``lstm_lm``: a character-level LSTM language model over a sequence: ids (N, T) -> embedding ->
   LSTM (CS231n's lstm_forward, gates i, f, o, g; initial state h0 an input) -> (N T, H) -> affine ->
   softmax_loss against the next characters y (N T,).
@@ -38,13 +40,26 @@ __all__ = ["Architecture", "ARCHITECTURES", "get"]
 
 @dataclass(frozen=True)
 class Architecture:
-    """``graph(size) -> Graph``; ``draw(rng, family, dtype, size) -> (values, constants)``."""
+    """``graph(size) -> Graph``; ``draw(rng, family, dtype, size) -> (values, constants)``;
+    ``family_hyper(family) -> {node: hyper-parameters}`` a family changes (dropout's p)."""
     name: str
     description: str
     graph: Callable
     draw: Callable
     sizes: tuple
     families: tuple = COMMON_FAMILIES
+    family_hyper: Callable = None
+
+    def build(self, size, family="plain"):
+        """The graph of a case of ``family`` at ``size``."""
+        graph = self.graph(size)
+        changes = self.family_hyper(family) if self.family_hyper else {}
+        if not changes:
+            return graph
+        doc = graph.to_json()
+        for node in doc["nodes"]:
+            node["hyper"].update(changes.get(node["name"], {}))
+        return Graph.from_json(doc)
 
 
 def _node(name, op, hyper=None, **inputs):
@@ -201,6 +216,10 @@ def _transformer_graph(size):
 
 
 def _transformer_draw(rng, family, dtype, size):
+    """Plain: causal attention only (mask all True, bias 0, keep all True). ``masked_keys``: left padding,
+    batch element b's first p_b keys masked for every query (b = 0 always padded), so its first p_b query
+    rows see no key at all (their output is 0, torch's choice); ``additive_bias``: a (T, T) bias;
+    ``dropout_keep``: a given keep-mask with p = 0.25, some entries dropped and some kept."""
     b, t, c, h, m = size["B"], size["T"], size["C"], size["H"], size["hidden"]
     values = {"x": _normal(rng, (b * t, c), dtype)}
     for gamma, beta in (("g1", "b1"), ("g2", "b2")):
@@ -211,8 +230,20 @@ def _transformer_draw(rng, family, dtype, size):
         values[f"b{name}"] = _normal(rng, (c,), dtype, 0.1)
     values.update({"W1": _normal(rng, (c, m), dtype, c ** -0.5), "c1": _normal(rng, (m,), dtype, 0.1),
                    "W2": _normal(rng, (m, c), dtype, m ** -0.5), "c2": _normal(rng, (c,), dtype, 0.1)})
-    return values, {"mask": np.ones((t, t), dtype=bool), "bias": np.zeros((t, t), dtype=dtype),
-                    "keep": np.ones((b, h, t, t), dtype=bool)}
+    mask, bias, keep = np.ones((t, t), dtype=bool), np.zeros((t, t), dtype=dtype), np.ones((b, h, t, t), dtype=bool)
+    if family == "masked_keys":
+        mask = np.ones((b, h, t, t), dtype=bool)
+        for i in range(b):
+            mask[i, :, :, :int(rng.integers(1 if i == 0 else 0, t))] = False
+    if family == "additive_bias":
+        bias = _normal(rng, (t, t), dtype, 1.5)
+    if family == "dropout_keep":
+        keep = rng.random((b, h, t, t)) >= DROPOUT_P
+        keep.flat[0], keep.flat[-1] = False, True
+    return values, {"mask": mask, "bias": bias, "keep": keep}
+
+
+DROPOUT_P = 0.25
 
 
 # --- a character-level LSTM language model -----------------------------------------------------------
@@ -255,6 +286,8 @@ ARCHITECTURES = {a.name: a for a in (
                  sizes=({"N": 2, "V": 2, "D": 2}, {"N": 3, "V": 4, "D": 3}, {"N": 5, "V": 6, "D": 4})),
     Architecture("transformer_block", "pre-norm: layer norm -> causal multi-head attention -> + x -> layer norm "
                  "-> affine -> gelu -> affine -> +", _transformer_graph, _transformer_draw,
+                 families=COMMON_FAMILIES + ("masked_keys", "additive_bias", "dropout_keep"),
+                 family_hyper=lambda family: {"attn": {"dropout_p": DROPOUT_P}} if family == "dropout_keep" else {},
                  sizes=({"B": 1, "T": 2, "C": 3, "H": 1, "hidden": 2}, {"B": 2, "T": 3, "C": 4, "H": 2, "hidden": 6},
                         {"B": 2, "T": 4, "C": 6, "H": 2, "hidden": 8})),
     Architecture("lstm_lm", "embedding -> LSTM over the sequence -> affine per step -> softmax loss",

@@ -168,15 +168,16 @@ def _validator():
     return jsonschema.Draft202012Validator(schema("graph.schema.json"))
 
 
-def walk(graph, values, constants, cotangent, ns, slip=None):
+def walk(graph, values, constants, cotangent, ns, slip=None, swap=None):
     """The forward pass and the chain rule over ``graph`` in namespace ``ns``.
 
     ``values``: {leaf: array}; ``constants``: {constant: array}; ``cotangent``: the output's upstream
     gradient. Returns {"out", "outputs": {node: array}, "cotangents": {value: array} (every node and
     leaf), "parts": {value: {"node.input": array}} (each consumer's part of a value's cotangent),
     "grads": {leaf: array}}. ``slip = (node, slip name)`` swaps that node's record slip into its
-    backward (a known wrong network, for tests)."""
-    env, calls = forward(graph, values, constants, ns)
+    backward (a known wrong network, for tests); ``swap = {node: record}`` evaluates those nodes with
+    another record (a documented convention's)."""
+    env, calls = forward(graph, values, constants, ns, swap)
     parts = {}
     cotangents = {graph.output: ns.input(np.asarray(cotangent))}
     for n, record, a, c in reversed(calls):
@@ -194,12 +195,13 @@ def walk(graph, values, constants, cotangent, ns, slip=None):
             "cotangents": cotangents, "parts": parts, "grads": {k: cotangents[k] for k in graph.leaves}}
 
 
-def forward(graph, values, constants, ns):
-    """(every value by name, [(node, record, inputs, constants)]): the forward pass in node order."""
+def forward(graph, values, constants, ns, swap=None):
+    """(every value by name, [(node, record, inputs, constants)]): the forward pass in node order
+    (``swap``: {node: record} used in place of the catalog's)."""
     env = {k: ns.input(np.asarray(v)) for k, v in values.items()}
     calls = []
     for n in graph.nodes:
-        record = ops.get(n.op)
+        record = (swap or {}).get(n.name) or ops.get(n.op)
         a = {slot: env[v] for slot, v in n.inputs.items() if slot in record.inputs}
         c = {slot: np.asarray(constants[v]) for slot, v in n.inputs.items() if slot in record.constants}
         env[n.name] = record.forward(ns, a, c, n.hyper)
@@ -222,19 +224,19 @@ def _tensors(r):
             **{f"delta {k}": v for k, v in r["cotangents"].items() if k not in r["grads"]}}
 
 
-def truth(graph, values, constants, cotangent):
+def truth(graph, values, constants, cotangent, swap=None):
     """{tensor: float64 array} for ``out``, ``d<leaf>`` and ``delta <node>``, each certified as in
     ``bpcheck.ops.exact.truth`` (precision doubled until every entry is good to 2^-62, or to 2^-10 of
     float64's rounding bound where it cancels), plus "parts": {value: {"node.input": float64 array}},
     "outputs": {node: float64 array}, "bits", and "uncertified": the deltas that are not finite in float64
     or not certified at MAX_BITS (a binary cross-entropy's dC/da at a probability that rounds to 1: no
     float can hold it), which a judgement leaves out. ArithmeticError if the output or a leaf's gradient
-    is not certified at MAX_BITS."""
-    e64 = {k: v.e for k, v in _tensors(walk(graph, values, constants, cotangent, Model("float64"))).items()}
+    is not certified at MAX_BITS. ``swap``: as in ``walk``."""
+    e64 = {k: v.e for k, v in _tensors(walk(graph, values, constants, cotangent, Model("float64"), swap=swap)).items()}
     bits = START_BITS
     while bits <= MAX_BITS:
         with ctx.workprec(bits):
-            r = walk(graph, values, constants, cotangent, Exact(bits))
+            r = walk(graph, values, constants, cotangent, Exact(bits), swap=swap)
             tensors = _tensors(r)
             mids = {k: _mid(v) for k, v in tensors.items()}
             bad = {k for k, v in tensors.items()

@@ -43,7 +43,7 @@ def draw_graph_case(arch, family, dtype, seed, size=None):
     rng = _rng("graph", arch.name, family, dtype, seed)
     if size is None:
         size = arch.sizes[int(rng.integers(1, len(arch.sizes)))]
-    graph = arch.graph(size)
+    graph = arch.build(size, family)
     values, constants = arch.draw(rng, family, dtype, size)
     out = forward(graph, values, constants, Plain())[0][graph.output]
     return GraphCase(arch.name, dtype, family, seed, dict(size), graph, values, constants,

@@ -15,6 +15,8 @@ tight as checking the op alone: the worst-case bound of a whole graph (``bpcheck
 grows with depth, a node's does not. It assumes what a network does: each node computed from exactly
 the values reported for its inputs, in the case's dtype.
 """
+from dataclasses import replace
+
 import numpy as np
 
 from bpcheck import ops
@@ -65,7 +67,16 @@ def judge_locally(case, got):
             alone = len(graph.consumers(value)) == 1
             grads[slot] = _gradient(got, value, graph) if alone else t["grads"][slot]   # sums: judged below
         result = {"out": outputs[node.name], "grads": grads, "mutated": []}
-        node_rows, _ = judge(record, op_case, result, t, s)
+        node_rows, cls = judge(record, op_case, result, t, s)
+        for conv in record.conventions if cls == "bug" else ():    # a documented variant of the op
+            variant = replace(record, forward=conv.forward, vjp=conv.vjp, conventions=())
+            conv_rows, conv_cls = judge(variant, op_case, result, truth(variant, op_case), s)
+            if conv_cls != "bug":
+                for new, old in zip(conv_rows, node_rows):
+                    if old["status"] == "bug":
+                        new.update(status="convention", message=conv.note)
+                node_rows = conv_rows
+                break
         for row in node_rows:
             row["node"] = node.name
             (forward if row["tensor"] == "out" else backward).append(row)

@@ -7,9 +7,10 @@ EXPECTED = {"arch": "transformer_block", "node": "attn", "tensor": "attn: dq", "
 
 
 def attention_backward(dout, cache):
-    q, k, v, p, scale = cache
-    dv = p.transpose(0, 1, 3, 2) @ dout
-    ds = p * (dout @ v.transpose(0, 1, 3, 2))              # the bug: no "- rowsum(dP * P)"
+    q, k, v, probs, a, keep, p, scale = cache
+    dv = a.transpose(0, 1, 3, 2) @ dout
+    dp = (dout @ v.transpose(0, 1, 3, 2)) * keep / (1 - p)
+    ds = probs * dp                                          # the bug: no "- rowsum(dP * P)"
     return scale * (ds @ k), scale * (ds.transpose(0, 1, 3, 2) @ q), dv
 
 

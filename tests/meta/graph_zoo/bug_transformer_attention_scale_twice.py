@@ -7,10 +7,10 @@ EXPECTED = {"arch": "transformer_block", "node": "attn", "tensor": "attn: dq", "
 
 
 def attention_backward(dout, cache):
-    q, k, v, p, scale = cache
-    dv = p.transpose(0, 1, 3, 2) @ dout
-    dp = dout @ v.transpose(0, 1, 3, 2)
-    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    q, k, v, probs, a, keep, p, scale = cache
+    dv = a.transpose(0, 1, 3, 2) @ dout
+    dp = (dout @ v.transpose(0, 1, 3, 2)) * keep / (1 - p)
+    ds = probs * (dp - (dp * probs).sum(axis=-1, keepdims=True))
     return scale * scale * (ds @ k), scale * (ds.transpose(0, 1, 3, 2) @ q), dv    # the bug: scale twice
 
 

@@ -8,13 +8,16 @@ EXPECTED = {"arch": "transformer_block", "node": "attn", "tensor": "attn: out", 
             "graph_node": None, "words": "output"}
 
 
-def attention_forward(q, k, v, scale):
+def attention_forward(q, k, v, scale, mask, bias, keep, p):
     t = q.shape[2]
-    s = scale * (q @ k.transpose(0, 1, 3, 2))
-    s = np.where(np.tril(np.ones((t, t), dtype=bool), k=1), s, -np.inf)     # the bug: k=1 sees the next key
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    p = e / e.sum(axis=-1, keepdims=True)
-    return p @ v, (q, k, v, p, scale)
+    s = scale * (q @ k.transpose(0, 1, 3, 2)) + bias
+    allowed = np.broadcast_to(np.tril(np.ones((t, t), dtype=bool), k=1) & mask, s.shape)   # the bug: k=1
+    any_key = allowed.any(axis=-1, keepdims=True)
+    top = np.where(any_key, np.where(allowed, s, -np.inf).max(axis=-1, keepdims=True), 0)
+    e = np.where(allowed, np.exp(np.where(allowed, s - top, 0)), 0)
+    probs = np.where(any_key, e / np.where(any_key, e.sum(axis=-1, keepdims=True), 1), 0).astype(s.dtype)
+    a = (probs * keep / (1 - p)).astype(s.dtype)
+    return a @ v, (q, k, v, probs, a, keep, p, scale)
 
 
 def net(values, constants, hyper, dout):
