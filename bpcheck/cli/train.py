@@ -1,9 +1,12 @@
 """``bpcheck train ARCH --optimizer NAME --step FILE.py:FN``: K training steps judged one by one.
 
-Exit 0: every step right; 1: a wrong step (the first one named, with its tensor and hints); 2: bad input.
+Exit 0: every step right; 1: a wrong step (the first one named, with its tensor and hints); 2: bad input,
+nothing judged (every run declined, or stopped where the update rule itself is not finite), or a program
+that cannot run; 3: an internal error of bpcheck's own (never a verdict).
 """
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -125,6 +128,11 @@ def train_command(arch_name, optimizer, target, exec_command, pairs, steps, case
     except CandidateFatal as exc:
         click.echo(f"bpcheck train: stopped -- {exc}", err=True)
         sys.exit(2)
+    except Exception as exc:                  # the candidate's errors are verdicts: this is bpcheck's own
+        click.echo(traceback.format_exc(), err=True)
+        click.echo(f"bpcheck: internal error -- {type(exc).__name__}: {exc}. This is a bug in bpcheck, not a "
+                   "verdict on your code: please report it with the command.", err=True)
+        sys.exit(3)
     finally:
         if close is not None:
             close()

@@ -123,9 +123,13 @@ def locate(case, rows, got, t, s):
     if wrong is None:
         return None
     name = wrong["tensor"]
-    if name == "out" or "error" not in wrong:
-        return {"node": None, "tensor": name, "words": "the forward output is wrong" if name == "out"
-                else wrong["message"], "hints": []}
+    if name == "out":
+        return {"node": None, "tensor": name, "words": "the forward output is wrong", "hints": []}
+    if "error" not in wrong:                                  # missing, a wrong shape, a crash, an overwrite
+        leaf = name[1:] if name[1:] in case.graph.leaves else None
+        words = (f"{name} {wrong['message']}: grads needs an entry of {leaf}'s shape" if leaf and wrong["message"] ==
+                 "missing" else f"{name}: {wrong['message']}")
+        return {"node": leaf, "tensor": name, "words": words, "hints": []}
     value = name[len("delta "):] if name.startswith("delta ") else name[1:]
     graph = case.graph
     if value == graph.output:
@@ -260,10 +264,13 @@ class GraphReport:
             wrong.sort(key=lambda r: r["tensor"] != culprit["tensor"])
         lines = [head, diagnosis({**self.first, "rows": wrong[:1]})]
         if len(wrong) > 1:
-            lines.append(f"  and {len(wrong) - 1} more wrong tensors: "
-                         + ", ".join(r["tensor"] for r in wrong[1:]))
+            lines.append(f"  and {len(wrong) - 1} more wrong tensors: " + ", ".join(
+                r["tensor"] + (" (whole graph)" if r.get("scope") == "graph" and culprit
+                               and culprit["tensor"] != r["tensor"] and wrong[0].get("scope") == "node" else "")
+                for r in wrong[1:]))
         if culprit:
-            lines.append(f"first wrong node: {culprit['node']} -- {culprit['words']}")
+            where = culprit["node"] if culprit["node"] is not None else "not pinned to one node"
+            lines.append(f"first wrong node: {where} -- {culprit['words']}")
             lines.extend(f"  hint: {h}" for h in culprit["hints"] if h != culprit["words"])
         return "\n".join(lines)
 

@@ -1,11 +1,13 @@
 """``bpcheck graph ARCH --fn FILE.py:FN``: check a whole network's hand-written backward pass.
 
 Exit 0: pass; 1: a wrong gradient (the diagnosis names the first wrong node); 2: bad input (an unknown
-architecture, a file that does not import, a missing function). ``--html PATH`` also writes a standalone
+architecture, a file that does not import, a missing function), nothing judged, or a program that cannot
+run; 3: an internal error of bpcheck's own (a traceback and a plea to report it: never a verdict). ``--html PATH`` also writes a standalone
 page: the verdict, the diagnosis, the network's graph coloured by its errors and every row of the case.
 """
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -92,6 +94,12 @@ def graph_command(arch_name, target, exec_command, timeout, framework, dtypes, p
         click.echo(f"bpcheck graph {arch.name}: stopped -- {exc}", err=True)
         candidate.close()
         sys.exit(2)
+    except Exception as exc:                  # the candidate's errors are verdicts: this is bpcheck's own
+        candidate.close()
+        click.echo(traceback.format_exc(), err=True)
+        click.echo(f"bpcheck: internal error -- {type(exc).__name__}: {exc}. This is a bug in bpcheck, not a "
+                   "verdict on your code: please report it with the command.", err=True)
+        sys.exit(3)
     click.echo(report.summary())
     if html_path:
         from bpcheck.ops.graph_report import plain_judgement, validate_page
