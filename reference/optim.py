@@ -11,12 +11,29 @@ PyTorch's (torch.optim's documented pseudocode), as the docstrings say.
 """
 import numpy as np
 
-__all__ = ["sgd_step", "sgd", "momentum", "nesterov", "adam", "adamw", "clip_sgd"]
+__all__ = ["sgd_step", "descend", "sgd", "momentum", "nesterov", "adam", "adamw", "clip_sgd"]
 
 
 def sgd_step(params, grads, lr):
     """Return new parameters; each keeps its dtype (``lr`` is a Python float, never promoted)."""
     return {name: p - float(lr) * grads[name] for name, p in params.items()}
+
+
+def descend(gradient, x, step, precision, max_steps=100_000):
+    """Tutorial 002's loop: x <- x - step * gradient(x) until one move is at most ``precision``.
+
+    ``gradient`` maps x to dC/dx (tutorial 002's df(x) = 4 x^3 - 9 x^2); returns (x, the number of moves).
+    Raises RuntimeError if it has not settled after ``max_steps`` moves or runs out of range (a step too
+    large diverges)."""
+    for moves in range(1, max_steps + 1):
+        try:
+            new = x - step * gradient(x)
+        except OverflowError:
+            raise RuntimeError(f"no convergence: diverged past the float range after {moves} moves") from None
+        if abs(new - x) <= precision:
+            return new, moves
+        x = new
+    raise RuntimeError(f"no convergence in {max_steps} moves (last x = {x})")
 
 
 def _l2(p, g, hyper):

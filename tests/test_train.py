@@ -171,6 +171,14 @@ def test_tutorial_002_descends_to_the_minimum_at_2_25(dtype):
     assert abs(float(final["x"][0, 0]) - 2.25) < 1e-5
 
 
+def test_tutorial_002s_own_loop_settles_at_2_25():
+    """The tutorial's while loop as written (from 6, step 0.01, until a move is at most 1e-5)."""
+    x, moves = optim.descend(lambda x: 4 * x ** 3 - 9 * x ** 2, 6.0, 0.01, 1e-5)
+    assert abs(x - 2.25) < 1e-3 and moves > 10
+    with pytest.raises(RuntimeError, match="no convergence"):
+        optim.descend(lambda x: 4 * x ** 3 - 9 * x ** 2, 6.0, 0.5, 1e-5, max_steps=50)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_tutorial_000_neuron_learns_its_target_10(dtype):
     final, _ = _final("neuron", 0.02, 100, dtype)
