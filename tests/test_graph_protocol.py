@@ -19,7 +19,7 @@ from bpcheck.run.protocol import decode_array, encode_array
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 ZOO = ROOT / "tests" / "meta" / "graph_zoo"
-HOSTILE = ROOT / "tests" / "hostile" / "graph_zoo_program.py"
+HOSTILE = ROOT / "tests" / "hostile" / "zoo_program.py"
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_a_zoo_member_behind_the_protocol_fails_at_its_node(member):
 
 def test_a_graph_left_out_of_the_hello_is_declined_and_a_hang_stops_the_run():
     member = str(ZOO / "bug_residual_assigned.py")
-    candidate = program_candidate([PYTHON, str(HOSTILE), member, "nohello-graphs"])
+    candidate = program_candidate([PYTHON, str(HOSTILE), member, "nohello"])
     try:
         report = check_graph("residual_mlp", candidate, per_family=1)
     finally:

@@ -244,7 +244,7 @@ def test_an_optimizer_program_passes_and_a_wrong_one_is_named():
     finally:
         close()
     member = ROOT / "tests" / "meta" / "train_zoo" / "bug_adam_counter_stuck.py"
-    hostile = ROOT / "tests" / "hostile" / "optim_zoo_program.py"
+    hostile = ROOT / "tests" / "hostile" / "zoo_program.py"
     step, close = step_program([sys.executable, str(hostile), str(member)], "adam")
     try:
         report = check_training("residual_mlp", "adam", step, steps=5)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from bpcheck.ops.candidates import CandidateFatal, load_function, load_module
+from bpcheck.ops.candidates import CandidateFatal, load_module
+from bpcheck.ops.graph_cli import function_option
 from bpcheck.train.check import check_training
 from bpcheck.train.envelope import envelope
 from bpcheck.train.optimizers import OPTIMIZERS
@@ -22,25 +23,11 @@ from bpcheck.train.teacher import TRAINABLE, draw_train_case
 __all__ = ["train_command"]
 
 
-def _step_function(target):
-    try:
-        return load_function(target)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--step") from None
-
-
 def _running(target, convention, steps, dtypes, seed):
     """Judge running statistics for each dtype, 1-d and spatial; print a line per run; the exit code."""
-    if target.endswith(".py") and ":" not in target:
-        try:
-            fn = cs231n_running(load_module(target))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--running") from None
-    else:
-        try:
-            fn = load_function(target)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--running") from None
+    layers = target.endswith(".py") and ":" not in target
+    fn = (cs231n_running(function_option(target, "--running", load_module)) if layers
+          else function_option(target, "--running"))
     failed = False
     for dtype in dtypes:
         for spatial in (False, True):
@@ -112,7 +99,7 @@ def train_command(arch_name, optimizer, target, exec_command, pairs, steps, case
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--exec") from None
     else:
-        fn = _step_function(target)
+        fn = function_option(target, "--step")
     hyper = _hyper(pairs, optimizer)
     dtypes = tuple(dtypes) or ("float32", "float64")
     try:

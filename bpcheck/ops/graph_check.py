@@ -145,12 +145,7 @@ def locate(case, rows, got, t, s):
                          f"(its own delta is right{'' if f'delta {node}' in got else ' as far as the leaves show'})"}
     fan = _fan_out(g, parts, s["parts"][value], case.dtype)
     if fan is not None:
-        missing = [key for key in parts if key not in fan]
-        words = (f"{value} feeds {len(consumers)} nodes ({', '.join(c for c, _ in consumers)}); its gradient "
-                 f"equals the part from {', '.join(k.split('.')[0] for k in fan)} alone, the part from "
-                 f"{', '.join(k.split('.')[0] for k in missing)} is missing: assigned with = instead of "
-                 f"accumulated with +=")
-        return {"node": value, "tensor": name, "words": words, "hints": [words]}
+        return _assigned(value, name, list(parts), fan)
     for node, slot in consumers:                  # one consumer wrong, the others right: a slip of its record?
         implied = g - sum(p for key, p in parts.items() if key != f"{node}.{slot}")
         hints = _node_hints(case, t, node, slot, implied)
@@ -179,16 +174,22 @@ def locate_node(case, rows, result, parts):
     exact = {k: p for k, (p, _) in parts[value].items()}
     bounds = {k: b for k, (_, b) in parts[value].items()}
     fan = _fan_out(g, exact, bounds, case.dtype) if g is not None else None
-    readers = [k.split(".")[0] for k in exact]
     if fan is not None:
-        missing = [k.split(".")[0] for k in exact if k not in fan]
-        words = (f"{value} feeds {len(readers)} nodes ({', '.join(readers)}); its gradient equals the part from "
-                 f"{', '.join(k.split('.')[0] for k in fan)} alone, the part from {', '.join(missing)} is missing: "
-                 f"assigned with = instead of accumulated with +=")
-        return {"node": value, "tensor": wrong["tensor"], "words": words, "hints": [words]}
+        return _assigned(value, wrong["tensor"], list(exact), fan)
     return {"node": value, "tensor": wrong["tensor"], "hints": scale_hint(wrong),
-            "words": f"{value} feeds {', '.join(readers)}; each node's part is exact at your values, their sum "
-                     f"is not your gradient"}
+            "words": f"{value} feeds {', '.join(k.split('.')[0] for k in exact)}; each node's part is exact at "
+                     f"your values, their sum is not your gradient"}
+
+
+def _assigned(value, tensor, keys, fan):
+    """The culprit when ``value``'s gradient is the parts ``fan`` of its readers' parts ``keys`` ("node.input")
+    alone: the others were overwritten, not added."""
+    def nodes(ks):
+        return ", ".join(k.split(".")[0] for k in ks)
+    words = (f"{value} feeds {len(keys)} nodes ({nodes(keys)}); its gradient equals the part from {nodes(fan)} "
+             f"alone, the part from {nodes(k for k in keys if k not in fan)} is missing: assigned with = instead "
+             f"of accumulated with +=")
+    return {"node": value, "tensor": tensor, "words": words, "hints": [words]}
 
 
 def _given(result, value, graph):

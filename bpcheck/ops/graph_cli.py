@@ -20,14 +20,16 @@ from bpcheck.ops.graph_candidates import framework_candidate, program_candidate,
 from bpcheck.ops.graph_check import check_graph
 from bpcheck.ops.graph_vectors import export
 
-__all__ = ["graph_command"]
+__all__ = ["graph_command", "function_option"]
 
 
-def _function(target):
+def function_option(target, option, load=load_function):
+    """``load(target)`` (a FILE.py:FN function by default), its ValueError turned into click's bad-parameter
+    error for ``option`` (exit 2)."""
     try:
-        return load_function(target)
+        return load(target)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--fn") from None
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,7 +88,8 @@ def graph_command(arch_name, target, exec_command, timeout, framework, dtypes, p
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--exec") from None
     else:
-        candidate = framework_candidate(framework) if framework else python_candidate(_function(target), target)
+        candidate = (framework_candidate(framework) if framework
+                     else python_candidate(function_option(target, "--fn"), target))
     dtypes = tuple(dtypes) or ("float32", "float64")
     try:
         report = check_graph(arch, candidate, name=target, seed=seed, per_family=per_family, dtypes=dtypes)
