@@ -1,5 +1,5 @@
-"""JAX grad oracle: the contract's network built from jax.nn and optax losses,
-run for many cases at once through a few compiled functions.
+"""JAX grad oracle: the contract's network built from jax.nn (each activation its op record's JAX
+binding) and optax losses, run for many cases at once through a few compiled functions.
 
 ``backprop(spec, params, x, y)`` returns one Result; ``backprop_many(items)``
 takes a list of ``(spec, params, x, y)`` of any depths, widths, batches,
@@ -43,7 +43,10 @@ Padding, and why each piece is an exact no-op:
   ``where(code == k, z, 0)`` and the result picked with ``select_n``, so an
   unselected activation sees only 0 and its gradient cannot put NaN/inf into
   the real one (the ``where`` blocks its cotangent; e.g. gelu_tanh's float32
-  gradient at |z| = 1e30 is NaN). Losses likewise see 0.5 unless selected.
+  gradient at |z| = 1e30 is NaN). Losses likewise see 0.5 unless selected. (So
+  the losses are written here, as sums over the real entries divided by the real
+  counts, rather than taken from the loss records' bindings, which reduce over
+  every entry they are given.)
 - Chunks: the number of cases pads to ``CHUNK`` with filler cases (x = 0,
   pass-through layers into one zero unit) whose results are dropped, so the
   case dimension never recompiles (one chunk size per bucket: fewer cases in
@@ -85,6 +88,9 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from jax import lax  # noqa: E402
 
+from bpcheck import ops  # noqa: E402
+from bpcheck.core.spec import ACTIVATIONS as spec_activations  # noqa: E402
+
 # Buckets are coarse on purpose: a compile costs ~1-2 s, a padded case at
 # (depth 6, width 16, batch 8) ~0.04 ms. Measured on 420 mixed cases: these
 # floors give 2 compiles; width >= 8, batch >= 4, depth step 3 gave 15
@@ -96,18 +102,16 @@ MIN_BATCH = 8  # batches pad to this, wider ones to WIDE_BATCH (one bucket for t
 WIDE_BATCH = 128
 DEPTH_STEP = 6  # depths pad to a multiple of this
 
-ACTIVATIONS = {
-    "identity": lambda z: z,
-    "relu": jax.nn.relu,
-    "leaky_relu": lambda z: jnp.where(z > 0, z, 0.01 * z),
-    "sigmoid": jax.nn.sigmoid,
-    "tanh": jnp.tanh,
-    "softplus": jax.nn.softplus,
-    "elu": jax.nn.elu,
-    "gelu": lambda z: jax.nn.gelu(z, approximate=False),
-    "gelu_tanh": lambda z: jax.nn.gelu(z, approximate=True),
-    "silu": jax.nn.silu,
-}
+def _binding(name):
+    """The activation record's JAX binding (jax.nn's own built-in), as a function of z."""
+    record = ops.get(name)
+    return lambda z: record.jax(jax, {"x": z}, {}, {})
+
+
+# The activations are the records' bindings, but for leaky_relu: jax.nn.leaky_relu's derivative at 0 is
+# 1 (a subgradient the record's kink admits), the contract's is 0.01.
+ACTIVATIONS = {name: _binding(name) for name in spec_activations}
+ACTIVATIONS["leaky_relu"] = lambda z: jnp.where(z > 0, z, 0.01 * z)
 
 
 def _sum(e, t):

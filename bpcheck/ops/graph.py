@@ -35,7 +35,8 @@ from bpcheck.core.spec import schema
 from bpcheck.ops.algebra import Exact, Model
 from bpcheck.ops.exact import MAX_BITS, START_BITS, certified
 
-__all__ = ["Graph", "GraphNode", "GraphError", "forward", "walk", "truth", "bound", "FORMAT", "schema_document"]
+__all__ = ["Graph", "GraphNode", "GraphError", "forward", "framework_forward", "walk", "truth", "bound", "FORMAT",
+           "schema_document"]
 
 FORMAT = "bpcheck-graph/1"
 
@@ -207,6 +208,20 @@ def forward(graph, values, constants, ns, swap=None):
         env[n.name] = record.forward(ns, a, c, n.hyper)
         calls.append((n, record, a, c))
     return env, calls
+
+
+def framework_forward(graph, module, leaves, constants):
+    """Every value by name (leaves included): the forward pass in node order with each node's torch or
+    JAX binding (``module`` is the ``torch`` or ``jax`` module; ``leaves`` and ``constants`` are its
+    arrays). The framework differentiates the result itself: the frameworks' own built-ins composed."""
+    binding = "torch" if module.__name__ == "torch" else "jax"
+    env = dict(leaves)
+    for n in graph.nodes:
+        record = ops.get(n.op)
+        a = {k: env[v] for k, v in n.inputs.items() if k in record.inputs}
+        c = {k: constants[v] for k, v in n.inputs.items() if k in record.constants}
+        env[n.name] = getattr(record, binding)(module, a, c, n.hyper)
+    return env
 
 
 def _total(parts, seed):

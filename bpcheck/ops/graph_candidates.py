@@ -13,6 +13,7 @@ import numpy as np
 from bpcheck import ops
 from bpcheck.ops.algebra import Plain
 from bpcheck.ops.candidates import Unsupported
+from bpcheck.ops.graph import framework_forward
 from bpcheck.ops.protocol import graph_program
 
 __all__ = ["GraphCandidate", "python_candidate", "record_candidate", "framework_candidate", "framework_limit",
@@ -147,7 +148,8 @@ def framework_candidate(framework):
         if framework == "torch":
             import torch
             leaves = {k: torch.tensor(v, requires_grad=True) for k, v in case.values.items()}
-            out = _framework_forward(graph, torch, leaves, {k: torch.tensor(v) for k, v in case.constants.items()})
+            constants = {k: torch.tensor(v) for k, v in case.constants.items()}
+            out = framework_forward(graph, torch, leaves, constants)[graph.output]
             grads = torch.autograd.grad(out, list(leaves.values()), torch.tensor(dout, dtype=out.dtype))
             return {**_unpack((out, dict(zip(leaves, grads)))), "mutated": []}
         import jax
@@ -155,19 +157,8 @@ def framework_candidate(framework):
         import jax.nn  # noqa: F401
         names = list(case.values)
         c = {k: jax.numpy.asarray(v) for k, v in case.constants.items()}
-        out, pullback = jax.vjp(lambda *xs: _framework_forward(graph, jax, dict(zip(names, xs)), c),
+        out, pullback = jax.vjp(lambda *xs: framework_forward(graph, jax, dict(zip(names, xs)), c)[graph.output],
                                 *[jax.numpy.asarray(case.values[k]) for k in names])
         grads = pullback(jax.numpy.asarray(dout).astype(out.dtype))
         return {**_unpack((np.asarray(out), {k: np.asarray(g) for k, g in zip(names, grads)})), "mutated": []}
     return GraphCandidate(f"{framework} built-ins", run)
-
-
-def _framework_forward(graph, module, leaves, constants):
-    binding = "torch" if module.__name__ == "torch" else "jax"
-    env = dict(leaves)
-    for n in graph.nodes:
-        record = ops.get(n.op)
-        a = {k: env[v] for k, v in n.inputs.items() if k in record.inputs}
-        c = {k: constants[v] for k, v in n.inputs.items() if k in record.constants}
-        env[n.name] = getattr(record, binding)(module, a, c, n.hyper)
-    return env[graph.output]

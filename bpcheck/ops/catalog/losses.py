@@ -110,8 +110,9 @@ _MSE = _squared(lambda s: int(np.prod(s)))
 _QUAD = _squared(lambda s: 2 * s[0])
 
 
-def _t_sq(scale):
-    return lambda torch, a, c, h: torch.sum((a["a"] - c["y"]) ** 2) * scale(a["a"].shape)
+def _t_sum(torch, a, c):
+    """torch's sum of squared residuals: F.mse_loss with reduction "sum"."""
+    return torch.nn.functional.mse_loss(a["a"], c["y"], reduction="sum")
 
 
 def _j_sq(scale):
@@ -119,12 +120,13 @@ def _j_sq(scale):
 
 
 LOSS_OPS = (
-    _record("sse", "squared", *_SSE, _t_sq(lambda s: 1.0), _j_sq(lambda s: 1.0)),
-    _record("half_sse", "squared", *_HALF, _t_sq(lambda s: 0.5), _j_sq(lambda s: 0.5)),
+    _record("sse", "squared", *_SSE, lambda torch, a, c, h: _t_sum(torch, a, c), _j_sq(lambda s: 1.0)),
+    _record("half_sse", "squared", *_HALF, lambda torch, a, c, h: 0.5 * _t_sum(torch, a, c), _j_sq(lambda s: 0.5)),
     _record("mse", "squared", *_MSE,
             lambda torch, a, c, h: torch.nn.functional.mse_loss(a["a"], c["y"]),
             lambda jax, a, c, h: jax.numpy.mean((a["a"] - c["y"]) ** 2)),
-    _record("quadratic", "squared", *_QUAD, _t_sq(lambda s: 0.5 / s[0]), _j_sq(lambda s: 0.5 / s[0])),
+    _record("quadratic", "squared", *_QUAD, lambda torch, a, c, h: _t_sum(torch, a, c) / (2 * a["a"].shape[0]),
+            _j_sq(lambda s: 0.5 / s[0])),
     _record("binary_cross_entropy", "bce", _bce_forward, _bce_vjp,
             lambda torch, a, c, h: torch.nn.functional.binary_cross_entropy(a["a"], c["y"]),
             lambda jax, a, c, h: -jax.numpy.mean(c["y"] * jax.numpy.log(a["a"])
