@@ -26,9 +26,9 @@ proof: $(STAMP)
 	$(BIN)/bpcheck selftest --baselines 1 --out reports
 	$(BIN)/bpcheck selftest --false-alarms 100000 --out reports
 	$(BIN)/bpcheck selftest --ops --out reports
-	$(BIN)/python -m bpcheck.ops.baselines --out reports
+	$(BIN)/python -m bpcheck.opcheck.baselines --out reports
 	$(BIN)/bpcheck selftest --op-false-alarms 110000 --out reports
-	$(BIN)/python -m bpcheck.ops.graph_baselines --out reports
+	$(BIN)/python -m bpcheck.opcheck.graph_baselines --out reports
 	$(BIN)/bpcheck selftest --graph-false-alarms 6000 --out reports
 
 bench: $(STAMP)

@@ -12,13 +12,13 @@ smallest listed size first. Seconds (wall clock) of:
 - truth: ``bpcheck.ops.graph.truth`` (ball arithmetic, precision doubled until certified);
 - bound: ``bpcheck.ops.graph.bound`` (the rounding model of the whole graph);
 - run: the reference's forward and backward (``python_candidate(...).run``);
-- nodes: the node-by-node judgement at the reference's own values (``bpcheck.ops.graph_local.judge_locally``:
+- nodes: the node-by-node judgement at the reference's own values (``bpcheck.opcheck.graph_local.judge_locally``:
   each node's op truth and bound);
 - check: ``judge_graph_case`` end to end (truth + bound + run + every tensor judged + the nodes), and the
   same in float32;
 
 beside ``torch.autograd.gradcheck`` (float64, defaults, fast_mode=False) on the same block, case and
-reference, as ``bpcheck.ops.graph_baselines`` runs it: L = <out, cotangent> through a
+reference, as ``bpcheck.opcheck.graph_baselines`` runs it: L = <out, cotangent> through a
 ``torch.autograd.Function`` whose backward is the reference's gradient. Its numerical Jacobian needs two
 forward passes per leaf entry, so it is stopped after ``CAP_S`` seconds; the estimate 2 P t_forward
 (P leaf entries, t_forward one timed forward of the reference) is recorded for every size. Nothing here
@@ -65,10 +65,10 @@ def _timed(fn):
 def bpcheck_one(params):
     """Seconds of truth, bound, the reference's run, the node judgement and the whole check at one width."""
     from bpcheck.ops.graph import bound, truth
-    from bpcheck.ops.graph_candidates import python_candidate
+    from bpcheck.opcheck.graph_candidates import python_candidate
     from bpcheck.ops.graph_cases import draw_graph_case
-    from bpcheck.ops.graph_check import judge_graph_case
-    from bpcheck.ops.graph_local import judge_locally
+    from bpcheck.opcheck.graph_check import judge_graph_case
+    from bpcheck.opcheck.graph_local import judge_locally
     from reference.networks import transformer_block
     candidate = python_candidate(transformer_block, "reference")
     judge_graph_case(draw_graph_case("transformer_block", "plain", "float64", 0), candidate)      # warm
@@ -93,9 +93,9 @@ def gradcheck_one(params):
     import numpy as np
     import torch
 
-    from bpcheck.ops.baselines import gradcheck_fn
-    from bpcheck.ops.graph_baselines import _contracted
-    from bpcheck.ops.graph_candidates import python_candidate
+    from bpcheck.opcheck.baselines import gradcheck_fn
+    from bpcheck.opcheck.graph_baselines import _contracted
+    from bpcheck.opcheck.graph_candidates import python_candidate
     from reference.networks import transformer_block
     torch.zeros(1)
     case = _case(params["C"])

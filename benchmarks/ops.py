@@ -31,7 +31,7 @@ CONV_S = [4, 11, 33, 105, 333]                           # C = F = s, 3x3 kernel
 
 def throughput(params):
     """Cases/s of check_op over the ops in params["ops"] against reference/layers.py."""
-    from bpcheck.ops.check import check_op
+    from bpcheck.opcheck.check import check_op
     start, cases, failing = time.perf_counter(), 0, 0
     for op in params["ops"]:
         report = check_op(op, layers=str(ROOT / "reference" / "layers.py"), extended=True)
@@ -63,8 +63,8 @@ def _case(op_name, size):
 def bpcheck_one(params):
     """Seconds for one case: truth, bound, the torch built-in's run and the judgement (torch imported
     and warmed on a tiny case first, as gradcheck's torch is)."""
-    from bpcheck.ops.candidates import builtin
-    from bpcheck.ops.check import judge_case
+    from bpcheck.opcheck.candidates import builtin
+    from bpcheck.opcheck.check import judge_case
     warm_op, warm_case = _case(params["op"], 2)
     judge_case(warm_op, builtin(warm_op, "torch"), warm_case)
     op, case = _case(params["op"], params["size"])

@@ -8,6 +8,6 @@ def __getattr__(name):  # lazy: `import bpcheck` stays cheap (no Hypothesis, tor
         from bpcheck.diagnose.search import assert_backprop
         return assert_backprop
     if name in ("check_op", "assert_op"):
-        from bpcheck.ops import check
+        from bpcheck.opcheck import check
         return getattr(check, name)
     raise AttributeError(f"module 'bpcheck' has no attribute {name!r}")

@@ -17,14 +17,14 @@ import pytest
 
 from bpcheck import ops
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import load_module
+from bpcheck.opcheck.candidates import load_module
 from bpcheck.ops.cases import draw_case
 from bpcheck.ops.exact import truth as op_truth
 from bpcheck.ops.algebra import Plain
 from bpcheck.ops.graph import Graph, GraphError, GraphNode, bound, truth, walk
-from bpcheck.ops.graph_candidates import GraphCandidate, framework_candidate, python_candidate, record_candidate
+from bpcheck.opcheck.graph_candidates import GraphCandidate, framework_candidate, python_candidate, record_candidate
 from bpcheck.ops.graph_cases import draw_graph_case
-from bpcheck.ops.graph_check import check_graph, judge_graph_case
+from bpcheck.opcheck.graph_check import check_graph, judge_graph_case
 from reference import networks
 
 ARCHS = tuple(architectures.ARCHITECTURES)
@@ -343,7 +343,7 @@ def test_the_dead_window_family_reaches_its_region_on_every_seed_and_catches_a_s
 
 
 def test_a_candidate_file_imports_the_modules_beside_it(tmp_path):
-    from bpcheck.ops.candidates import load_function
+    from bpcheck.opcheck.candidates import load_function
     (tmp_path / "helper_layers_for_bpcheck.py").write_text("def twice(v):\n    return 2 * v\n")
     (tmp_path / "net.py").write_text("from helper_layers_for_bpcheck import twice\n\n"
                                      "def fn(values, constants, hyper, dout):\n    return twice(1), {}\n")

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import load_module
-from bpcheck.ops.graph_candidates import python_candidate
+from bpcheck.opcheck.candidates import load_module
+from bpcheck.opcheck.graph_candidates import python_candidate
 from bpcheck.ops.graph_cases import draw_graph_case
-from bpcheck.ops.graph_check import check_graph, judge_graph_case
+from bpcheck.opcheck.graph_check import check_graph, judge_graph_case
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FILES = ("numpy_networks.py", "torch_networks.py")

@@ -1,5 +1,5 @@
 """The whole-network proofs, in small: bpcheck beside gradcheck and check_grads on graphs
-(``bpcheck.ops.graph_baselines``) and the graph false-alarm campaign (``bpcheck.ops.graph_campaign``).
+(``bpcheck.opcheck.graph_baselines``) and the graph false-alarm campaign (``bpcheck.opcheck.graph_campaign``).
 
 The baselines on one architecture (residual_mlp: its zoo member and its four correct implementations,
 float64, one case per family) have a row per member and implementation and bpcheck catches the member
@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("jax")
 
-from bpcheck.ops import graph_baselines, graph_campaign  # noqa: E402
+from bpcheck.opcheck import graph_baselines, graph_campaign  # noqa: E402
 
 ARCH = "residual_mlp"
 MEMBER = "bug_residual_assigned"

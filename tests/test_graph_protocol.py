@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import CandidateFatal, load_module
-from bpcheck.ops.graph_candidates import program_candidate
-from bpcheck.ops.graph_check import check_graph
+from bpcheck.opcheck.candidates import CandidateFatal, load_module
+from bpcheck.opcheck.graph_candidates import program_candidate
+from bpcheck.opcheck.graph_check import check_graph
 from bpcheck.run.protocol import decode_array, encode_array
 
 ROOT = Path(__file__).resolve().parents[1]

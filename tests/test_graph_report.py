@@ -20,14 +20,14 @@ import pytest
 from click.testing import CliRunner
 
 from bpcheck.core.spec import schema
-from bpcheck.ops.candidates import load_module
+from bpcheck.opcheck.candidates import load_module
 from bpcheck.ops.graph import Graph
-from bpcheck.ops.graph_candidates import record_candidate
+from bpcheck.opcheck.graph_candidates import record_candidate
 from bpcheck.ops.graph_cases import GraphCase
-from bpcheck.ops.graph_check import check_graph, judge_graph_case
-from bpcheck.ops.graph_cli import graph_command
-from bpcheck.ops.graph_report import graph_report, plain_judgement, validate_page
-from bpcheck.ops.graph_svg import COLOURS, svg
+from bpcheck.opcheck.graph_check import check_graph, judge_graph_case
+from bpcheck.opcheck.graph_cli import graph_command
+from bpcheck.opcheck.graph_report import graph_report, plain_judgement, validate_page
+from bpcheck.opcheck.graph_svg import COLOURS, svg
 from reference import networks
 
 ZOO = Path(__file__).parent / "meta" / "graph_zoo"
@@ -200,8 +200,8 @@ def test_the_graph_report_fails_a_wrong_network_at_its_node(tmp_path):
 ])
 def test_bpcheck_report_writes_the_graph_report_with_its_seed_unless_told_not(tmp_path, monkeypatch, flags,
                                                                               called, code):
-    from bpcheck.ops import graph_report as module
-    from bpcheck.ops import report as op_module
+    from bpcheck.opcheck import graph_report as module
+    from bpcheck.opcheck import report as op_module
     from bpcheck.report.report import DEFAULT_SEED, report_command
     calls = []
     verdict = "fail" if "FAIL" in flags else "pass"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import load_module
-from bpcheck.ops.graph_vectors import VERSION, check, export, load
+from bpcheck.opcheck.candidates import load_module
+from bpcheck.opcheck.graph_vectors import VERSION, check, export, load
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = load_module(ROOT / "examples" / "numpy_networks.py")

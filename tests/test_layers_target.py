@@ -13,7 +13,7 @@ import pytest
 
 import bpcheck
 from bpcheck import ops
-from bpcheck.ops.candidates import load_module
+from bpcheck.opcheck.candidates import load_module
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "layers.py"
 

@@ -7,14 +7,15 @@ never from a later one, and no chain of imports comes back to where it started. 
 (bpcheck/__init__.py: ``__version__`` and the lazy ``assert_backprop``, ``check_op``, ``assert_op``)
 stands outside the order: anything may read ``__version__`` from it. Outside bpcheck/: the
 reference imports nothing from bpcheck, the oracles, torch or jax; the oracles never import the
-reference. Each rule is also run on a fake graph that breaks it, to show the check can fail.
+reference; the framework oracles read only the records (ops, core), the truth's rules nothing of
+bpcheck. Each rule is also run on a fake graph that breaks it, to show the check can fail.
 """
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "bpcheck"
-ORDER = ("core", "exact", "judge", "cases", "run", "ops", "train", "diagnose", "report", "proof", "cli")
+ORDER = ("core", "ops", "exact", "judge", "cases", "run", "opcheck", "train", "diagnose", "report", "proof", "cli")
 NOT_CODE = ("schemas",)     # package data, no modules
 REFERENCE_MUST_NOT_IMPORT = ("bpcheck", "oracles", "torch", "jax", "jaxlib")
 
@@ -154,6 +155,18 @@ def test_the_reference_imports_nothing_of_bpcheck_the_oracles_torch_or_jax():
 def test_the_oracles_never_import_the_reference():
     found = [f for f, names in top_level_imports("oracles").items() if "reference" in names]
     assert found == []
+
+
+def test_the_framework_oracles_read_only_the_records_and_the_truth_reads_no_bpcheck():
+    # bpcheck's records read the certified scalar rules (oracles/arb_oracle.py); the framework oracles
+    # are built from the records' bindings. So the truth imports nothing of bpcheck (no cycle), and the
+    # framework oracles nothing but the records and core (never a judge of what they produce).
+    reads = {path.name: sorted(name for name, _ in imports(path) if name.split(".")[0] == PACKAGE)
+             for path in sorted((ROOT / "oracles").glob("*.py"))}
+    assert reads["arb_oracle.py"] == [] and reads["numeric.py"] == []
+    assert reads["torch_oracle.py"] and reads["jax_oracle.py"]
+    assert {f: [n for n in names if subpackage(n) not in ("ops", "core")]
+            for f, names in reads.items()} == {f: [] for f in reads}
 
 
 # ---- known-bad controls: the checks can fail ------------------------------------

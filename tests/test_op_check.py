@@ -10,9 +10,9 @@ import pytest
 import bpcheck
 from bpcheck import ops
 from bpcheck.core.spec import schema
-from bpcheck.ops import candidates
+from bpcheck.opcheck import candidates
 from bpcheck.ops.cases import draw_case, load, save, schema_document
-from bpcheck.ops.check import check_op
+from bpcheck.opcheck.check import check_op
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference" / "layers.py"
@@ -160,7 +160,7 @@ def test_the_pytest_plugin_checks_every_op_a_layers_module_defines(tmp_path):
 def test_the_op_report_writes_its_files_and_escapes_its_page(tmp_path):
     """``bpcheck report`` writes ops.json, ops.md, ops.html and ops_cases.jsonl (worker processes
     started by spawn: a forked child of a threaded process can deadlock)."""
-    from bpcheck.ops.report import op_report
+    from bpcheck.opcheck.report import op_report
     report = op_report(tmp_path, per_family=1, jax_per_family=1, only=["affine", "relu"], jobs=2,
                        echo=lambda line: None)
     assert {g["op"] for g in report["groups"]} == {"affine", "relu"}

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from bpcheck import ops
-from bpcheck.ops.candidates import load_module
+from bpcheck.opcheck.candidates import load_module
 from bpcheck.ops.cases import draw_case
-from bpcheck.ops.check import check_op
+from bpcheck.opcheck.check import check_op
 from bpcheck.ops.exact import truth
 
 ZOO = Path(__file__).parent / "meta" / "op_zoo"

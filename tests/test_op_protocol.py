@@ -17,8 +17,8 @@ import pytest
 
 from bpcheck import ops
 from bpcheck.ops.cases import cases
-from bpcheck.ops.check import check_op
-from bpcheck.ops.protocol import PROTOCOL, program
+from bpcheck.opcheck.check import check_op
+from bpcheck.opcheck.protocol import PROTOCOL, program
 from tests.helpers.processes import children_running
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from bpcheck.ops.candidates import CandidateFatal, load_module
+from bpcheck.opcheck.candidates import CandidateFatal, load_module
 from bpcheck.train.check import check_training
 from bpcheck.train.envelope import envelope
 from bpcheck.train.optimizers import OPTIMIZERS

@@ -18,8 +18,8 @@ def _register():
     from bpcheck.cli.check import check_command
     from bpcheck.cli.selftest import selftest_command
     from bpcheck.cli.validate import export_vectors_command, validate_command
-    from bpcheck.ops.cli import op_command
-    from bpcheck.ops.graph_cli import graph_command
+    from bpcheck.opcheck.cli import op_command
+    from bpcheck.opcheck.graph_cli import graph_command
     from bpcheck.cli.train import train_command
     from bpcheck.report.merge import merge_command
     from bpcheck.report.report import report_command

@@ -8,8 +8,8 @@ member with default options and prints, per member: caught or passed as
 expected, the class and the first wrong tensor of the diagnosis against the
 expected ones, seconds to the first failing case, the shrunk case's size; then
 the catch rate. ``--false-alarms N`` runs the false-alarm campaign instead
-(``bpcheck.proof.campaign``), ``--op-false-alarms N`` the op catalog's (``bpcheck.ops.campaign``),
-``--graph-false-alarms N`` the whole networks' (``bpcheck.ops.graph_campaign``). Results are written as JSON and Markdown into ``--out``.
+(``bpcheck.proof.campaign``), ``--op-false-alarms N`` the op catalog's (``bpcheck.opcheck.campaign``),
+``--graph-false-alarms N`` the whole networks' (``bpcheck.opcheck.graph_campaign``). Results are written as JSON and Markdown into ``--out``.
 """
 import json
 import os
@@ -97,11 +97,11 @@ def table_lines(rows, s):
 @click.option("--false-alarms", type=click.IntRange(0), default=0,
               help="Run the false-alarm campaign on N cases instead (bpcheck.proof.campaign).")
 @click.option("--ops", "op_zoo", is_flag=True,
-              help="Run the op zoo instead (bpcheck.ops.selftest: every slip on ten seeds, both correct layers).")
+              help="Run the op zoo instead (bpcheck.opcheck.selftest: every slip on ten seeds, both correct layers).")
 @click.option("--op-false-alarms", type=click.IntRange(0), default=0, metavar="N",
-              help="Run the op false-alarm campaign on about N op cases instead (bpcheck.ops.campaign).")
+              help="Run the op false-alarm campaign on about N op cases instead (bpcheck.opcheck.campaign).")
 @click.option("--graph-false-alarms", type=click.IntRange(0), default=0, metavar="N",
-              help="Run the graph false-alarm campaign on N whole-network cases instead (bpcheck.ops.graph_campaign).")
+              help="Run the graph false-alarm campaign on N whole-network cases instead (bpcheck.opcheck.graph_campaign).")
 @click.option("--baselines", type=click.IntRange(0), default=0, metavar="N",
               help="Run bpcheck, gradcheck and check_grads on the same float64 cases (N plain per loss x "
                    "activation cell, edge cases on top) for every member instead.")
@@ -118,7 +118,7 @@ def selftest_command(zoo, only, jobs, false_alarms, op_zoo, op_false_alarms, gra
         click.echo(markdown(compare_on_zoo(baselines, zoo=zoo, seed=seed, out=out, jobs=jobs)))
         return
     if op_zoo:
-        from bpcheck.ops.selftest import run as op_selftest
+        from bpcheck.opcheck.selftest import run as op_selftest
         summary = op_selftest(out)
         click.echo(f"op zoo: {summary['caught_every_seed']} of {summary['members']} caught on every one of "
                    f"{summary['seeds']} seeds, {summary['right_tensor_every_seed']} at the expected tensor; "
@@ -127,13 +127,13 @@ def selftest_command(zoo, only, jobs, false_alarms, op_zoo, op_false_alarms, gra
         sys.exit(0 if summary["caught_every_seed"] == summary["members"]
                  and summary["correct_pass_every_seed"] == summary["correct_pairs"] else 1)
     if op_false_alarms:
-        from bpcheck.ops.campaign import run as op_campaign
+        from bpcheck.opcheck.campaign import run as op_campaign
         summary = op_campaign(op_false_alarms, out=Path(out), jobs=jobs, echo=lambda m: click.echo(m, err=True))
         click.echo(f"{summary['cases']} op cases, {summary['alarms']} false alarms in {summary['seconds']} s; "
                    f"wrote {out}/ops_false_alarms.md, .json, .jsonl")
         sys.exit(1 if summary["alarms"] else 0)
     if graph_false_alarms:
-        from bpcheck.ops.graph_campaign import run as graph_campaign
+        from bpcheck.opcheck.graph_campaign import run as graph_campaign
         summary = graph_campaign(graph_false_alarms, out=Path(out), jobs=jobs, resume=resume,
                                  echo=lambda m: click.echo(m, err=True))
         click.echo(f"{summary['cases']} graph cases ({summary['judgements']} judgements), {summary['alarms']} false "

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from bpcheck.ops.candidates import CandidateFatal, load_module
-from bpcheck.ops.graph_cli import function_option
+from bpcheck.opcheck.candidates import CandidateFatal, load_module
+from bpcheck.opcheck.graph_cli import function_option
 from bpcheck.train.check import check_training
 from bpcheck.train.envelope import envelope
 from bpcheck.train.optimizers import OPTIMIZERS

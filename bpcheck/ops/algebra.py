@@ -16,7 +16,7 @@ arrays, plus the functions below). The same code then runs as
   gamma_k |a|.|b| (Higham (3.5)); a correctly rounded operation (+ - * / sqrt)
   adds u |result|, a library function (exp, log) K_FN u |result|; every
   operation adds the dtype's smallest normal number, for flushed subnormals.
-  e / u is the "s" of a tolerance: ``bpcheck.ops.judge`` passes a tensor when
+  e / u is the "s" of a tolerance: ``bpcheck.opcheck.judge`` passes a tensor when
   ||g - g*|| <= SAFETY u ||s|| + floor, as the dense path does.
 - ``Plain()``: float64 NumPy arrays (hints, slips, tie search).
 

@@ -472,7 +472,7 @@ def report_command(examples, seed, out, losses, activations, dtypes, max_depth, 
 
 def _op_report(out, jobs):
     """Write the op report into ``out`` (``jobs`` processes); 1 if any implementation fails a case, else 0."""
-    from bpcheck.ops.report import op_report
+    from bpcheck.opcheck.report import op_report
     start = time.perf_counter()
     click.echo("bpcheck report: the op catalog (reference, second implementation, torch, jax)", err=True)
     report = op_report(out, jobs=jobs, echo=lambda line: None)
@@ -488,7 +488,7 @@ def _op_report(out, jobs):
 def _graph_report(out, jobs, seed):
     """Write the graph report into ``out`` (``jobs`` processes, the report's ``seed``); 1 if any run
     fails, else 0."""
-    from bpcheck.ops.graph_report import graph_report
+    from bpcheck.opcheck.graph_report import graph_report
     start = time.perf_counter()
     click.echo("bpcheck report: whole networks (reference, records, torch, jax per architecture)", err=True)
     report = graph_report(out, seed=seed, jobs=jobs, echo=lambda line: None)

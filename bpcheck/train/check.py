@@ -9,8 +9,8 @@ stuck step counter). A step right against a documented convention passes with th
 import time
 from dataclasses import dataclass, field
 
-from bpcheck.ops.candidates import Unsupported
-from bpcheck.ops.check import diagnosis
+from bpcheck.opcheck.candidates import Unsupported
+from bpcheck.opcheck.check import diagnosis
 from bpcheck.train.teacher import draw_train_case, judge_steps
 
 __all__ = ["check_training", "assert_training", "TrainReport"]

@@ -10,15 +10,15 @@ of a run is one request; the program keeps its own state (moments, velocities, t
 
 ``t`` counts the run's steps from 1 (a program may keep its own counter instead; bpcheck judges what it
 does with it). Errors, silence and malformed replies are handled as for op requests
-(``bpcheck.ops.protocol``).
+(``bpcheck.opcheck.protocol``).
 """
 import itertools
 import shlex
 
 import numpy as np
 
-from bpcheck.ops.candidates import Unsupported
-from bpcheck.ops.protocol import _Program
+from bpcheck.opcheck.candidates import Unsupported
+from bpcheck.opcheck.protocol import _Program
 from bpcheck.run.protocol import ResultError, _quote, decode_array, encode_array
 
 __all__ = ["step_program"]

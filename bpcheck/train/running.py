@@ -24,7 +24,7 @@ from flint import ctx
 
 from bpcheck.ops.algebra import Exact, Model
 from bpcheck.ops.cases import _rng
-from bpcheck.ops.judge import compare_tensor
+from bpcheck.opcheck.judge import compare_tensor
 
 __all__ = ["CONVENTIONS", "check_running", "cs231n_running"]
 

@@ -24,10 +24,10 @@ import numpy as np
 from flint import ctx
 
 from bpcheck.ops.algebra import Exact, Model, Plain
-from bpcheck.ops.candidates import CandidateFatal, Unsupported
+from bpcheck.opcheck.candidates import CandidateFatal, Unsupported
 from bpcheck.ops.graph import truth as graph_truth
 from bpcheck.ops.graph_cases import draw_graph_case
-from bpcheck.ops.judge import compare_tensor
+from bpcheck.opcheck.judge import compare_tensor
 from bpcheck.train.optimizers import get as get_optimizer
 
 __all__ = ["TrainCase", "draw_train_case", "judge_steps", "judge_update", "TRAINABLE"]

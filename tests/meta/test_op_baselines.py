@@ -1,11 +1,11 @@
-"""bpcheck beside gradcheck and check_grads on the op zoo (bpcheck.ops.baselines), in small: two affine
+"""bpcheck beside gradcheck and check_grads on the op zoo (bpcheck.opcheck.baselines), in small: two affine
 members and the reference's affine, float64 only. The reports have their structure, every tool ran
 on every case, and bpcheck catches both mutants and passes the reference."""
 import json
 
 import pytest
 
-from bpcheck.ops import baselines
+from bpcheck.opcheck import baselines
 
 MEMBERS = ("bug_affine_db_mean", "bug_affine_dw_transposed")
 
@@ -41,7 +41,7 @@ def test_the_reports_are_written_with_their_structure(run):
     assert len(lines) == 3 * 4 and {line["tool"] for line in lines} == set(baselines.TOOLS)
     md = (out / "ops_baselines.md").read_text()
     assert md.startswith("# bpcheck, gradcheck and check_grads on the op zoo")
-    assert "python -m bpcheck.ops.baselines --out reports" in md
+    assert "python -m bpcheck.opcheck.baselines --out reports" in md
     assert "| bug_affine_dw_transposed | affine |" in md and "/work" not in md and "/tmp" not in md
 
 

@@ -1,7 +1,7 @@
 """The op zoo through bpcheck itself: every slip fails on every seed, at its tensor; correct layers pass.
 
 Each member of ``tests/meta/op_zoo`` (46 realistic slips, 3 or more per op) is checked with
-``bpcheck.ops.check.check_op`` on seeds 1-10: the verdict must be "fail" on every seed -- a catch that
+``bpcheck.opcheck.check.check_op`` on seeds 1-10: the verdict must be "fail" on every seed -- a catch that
 depends on the seed is a miss -- and the first wrong tensor of the shrunk case must be the member's
 ``EXPECTED["tensor"]`` (or one listed in ``EXPECTED["also"]`` with the reason beside it). The correct
 implementations (the reference, the second implementation, and each framework's built-ins) pass on the
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bpcheck import ops
-from bpcheck.ops import candidates
-from bpcheck.ops.check import check_op
+from bpcheck.opcheck import candidates
+from bpcheck.opcheck.check import check_op
 
 ZOO = Path(__file__).parent / "op_zoo"
 MEMBERS = sorted(p.name for p in ZOO.glob("bug_*.py"))

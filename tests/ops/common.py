@@ -9,7 +9,7 @@ the record, whose wrong tensors are known.
 import numpy as np
 
 from bpcheck.ops.algebra import Plain
-from bpcheck.ops.candidates import Candidate
+from bpcheck.opcheck.candidates import Candidate
 
 DTYPES = ("float32", "float64")
 

@@ -26,7 +26,7 @@ from bpcheck.judge.compare import underflow_floor
 from bpcheck.ops.cases import draw_case
 from bpcheck.ops.catalog.conv import window_index
 from bpcheck.ops.exact import bound, truth
-from bpcheck.ops.judge import judge
+from bpcheck.opcheck.judge import judge
 from bpcheck.ops.record import COMMON_FAMILIES
 from tests.ops.common import DTYPES, plain_result
 

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 from bpcheck import ops
-from bpcheck.ops.candidates import Candidate, Unsupported, builtin
+from bpcheck.opcheck.candidates import Candidate, Unsupported, builtin
 from bpcheck.ops.cases import cases, draw_case
-from bpcheck.ops.check import check_op, diagnosis, judge_case
+from bpcheck.opcheck.check import check_op, diagnosis, judge_case
 from bpcheck.ops.exact import MAX_BITS, START_BITS, crosscheck, truth
 from tests.ops.common import DTYPES, first_bug, record_candidate, slip_grads
 

@@ -26,11 +26,11 @@ import numpy as np
 import pytest
 
 from bpcheck import ops
-from bpcheck.ops.candidates import Candidate
+from bpcheck.opcheck.candidates import Candidate
 from bpcheck.ops.cases import cases
-from bpcheck.ops.check import judge_case
+from bpcheck.opcheck.check import judge_case
 from bpcheck.ops.exact import bound, truth
-from bpcheck.ops.judge import judge
+from bpcheck.opcheck.judge import judge
 from bpcheck.ops.record import COMMON_FAMILIES
 from tests.ops.common import DTYPES, plain_result
 

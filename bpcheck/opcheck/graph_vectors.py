@@ -24,9 +24,9 @@ from bpcheck.judge.compare import SAFETY, underflow_floor
 from bpcheck.ops import architectures
 from bpcheck.ops.algebra import UNIT_ROUNDOFF
 from bpcheck.ops.graph import Graph, bound, truth
-from bpcheck.ops.graph_candidates import python_candidate
+from bpcheck.opcheck.graph_candidates import python_candidate
 from bpcheck.ops.graph_cases import GraphCase, draw_graph_case
-from bpcheck.ops.graph_check import judge_graph_case
+from bpcheck.opcheck.graph_check import judge_graph_case
 from bpcheck.run.protocol import decode_array, encode_array
 
 __all__ = ["VERSION", "export", "load", "check"]

@@ -9,7 +9,7 @@ layout: deterministic, no layout library, no system binary). Edges are arrows fr
 reading it (dashed from a constant).
 
 A box shows a node's name and op (a leaf's name and kind) and is coloured by the rows of a judged case
-(``bpcheck.ops.graph_check.judge_graph_case``) that belong to it:
+(``bpcheck.opcheck.graph_check.judge_graph_case``) that belong to it:
 
 - a node: when the case was judged node by node (rows of scope "node"), its rows (``"node"`` is it) and
   the sum row of its delta if several nodes read it (``"value"`` is it); otherwise its whole-graph

@@ -35,7 +35,7 @@ import threading
 
 import numpy as np
 
-from bpcheck.ops.candidates import Candidate, CandidateError, CandidateFatal, Unsupported
+from bpcheck.opcheck.candidates import Candidate, CandidateError, CandidateFatal, Unsupported
 from bpcheck.run.protocol import (_EOF, ResultError, _quote, decode_array, encode_array, minimal_env,
                                   start_program)
 
@@ -169,7 +169,7 @@ def program(command, *, timeout=10.0, start_timeout=30.0, name=None):
 
 
 def graph_program(command, *, timeout=30.0, start_timeout=30.0):
-    """(``run(case)`` for a ``bpcheck.ops.graph_candidates.GraphCandidate``, ``close``): ``command``
+    """(``run(case)`` for a ``bpcheck.opcheck.graph_candidates.GraphCandidate``, ``close``): ``command``
     speaking ``bpcheck-op/1`` with graph requests (its hello lists ``"graphs"``)."""
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     if not argv:

@@ -2,7 +2,7 @@
 
 ``check_op(op, candidate)`` draws the covering set (``bpcheck.ops.cases.cases``: every family x dtype x
 ``per_family`` cases, so each edge region is visited on every run), computes each case's truth and
-rounding bound, runs the candidate and judges it (``bpcheck.ops.judge``). Then a state check: the
+rounding bound, runs the candidate and judges it (``bpcheck.opcheck.judge``). Then a state check: the
 candidate is called on a plain case, on the same shapes with other values, and on the first again; a
 different second answer is a bug of its own (``state``). On a failure it takes the
 failing case whose first wrong tensor comes earliest (the output before the gradients), the smallest
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from bpcheck import ops
-from bpcheck.ops import candidates as cand
+from bpcheck.opcheck import candidates as cand
 from bpcheck.ops.cases import cases, save, with_draw
 from bpcheck.ops.exact import bound, truth
-from bpcheck.ops.judge import judge
+from bpcheck.opcheck.judge import judge
 from bpcheck.ops.record import Draw
 
 __all__ = ["check_op", "assert_op", "OpReport", "judge_case", "as_candidate"]
@@ -183,7 +183,7 @@ def check_op(op, *, layers=None, torch=None, jax=None, candidate=None, name=None
 
     Exactly one of: ``layers`` (a CS231n-style module or its path), ``torch`` (a callable on tensors,
     ``torch.autograd.Function.apply`` included), ``jax`` (a function on JAX arrays, ``jax.custom_vjp``
-    included), ``candidate`` (a ``bpcheck.ops.candidates.Candidate``). Returns an ``OpReport``; with
+    included), ``candidate`` (a ``bpcheck.opcheck.candidates.Candidate``). Returns an ``OpReport``; with
     ``save_to`` (a path without suffix) the shrunk failing case is saved there (.json + .npz).
     ``extended``: the layers module takes the contract's extensions (docs/layers_contract.md).
     Cases the candidate declines (``Unsupported``) are counted in ``notes``, never judged.

@@ -15,10 +15,10 @@ import click
 from bpcheck import ops
 from bpcheck.ops import architectures
 from bpcheck.ops.graph import schema_document
-from bpcheck.ops.candidates import CandidateFatal, load_function
-from bpcheck.ops.graph_candidates import framework_candidate, program_candidate, python_candidate
-from bpcheck.ops.graph_check import check_graph
-from bpcheck.ops.graph_vectors import export
+from bpcheck.opcheck.candidates import CandidateFatal, load_function
+from bpcheck.opcheck.graph_candidates import framework_candidate, program_candidate, python_candidate
+from bpcheck.opcheck.graph_check import check_graph
+from bpcheck.opcheck.graph_vectors import export
 
 __all__ = ["graph_command", "function_option"]
 
@@ -105,7 +105,7 @@ def graph_command(arch_name, target, exec_command, timeout, framework, dtypes, p
         sys.exit(3)
     click.echo(report.summary())
     if html_path:
-        from bpcheck.ops.graph_report import plain_judgement, validate_page
+        from bpcheck.opcheck.graph_report import plain_judgement, validate_page
         if report.first is not None:
             shown = (report.first["case"], report.first["rows"], report.first["culprit"])
         else:

@@ -4,7 +4,7 @@
 ``(out, grads, deltas)``, ``(out, grads, deltas, outputs)`` or a dict with those keys: ``grads``
 {leaf: dC/dleaf}, ``deltas`` {node: dC/d(node output)}, ``outputs`` {node: its forward value}. With
 ``outputs`` and ``deltas`` for every node, each node is also judged on its own
-(``bpcheck.ops.graph_local``). ``record_candidate`` computes the graph from the records in float64
+(``bpcheck.opcheck.graph_local``). ``record_candidate`` computes the graph from the records in float64
 (rounded to the case's dtype), optionally with one node's record slip; ``framework_candidate``
 composes each node's torch or JAX binding and differentiates with the framework.
 """
@@ -12,9 +12,9 @@ import numpy as np
 
 from bpcheck import ops
 from bpcheck.ops.algebra import Plain
-from bpcheck.ops.candidates import Unsupported
+from bpcheck.opcheck.candidates import Unsupported
 from bpcheck.ops.graph import framework_forward
-from bpcheck.ops.protocol import graph_program
+from bpcheck.opcheck.protocol import graph_program
 
 __all__ = ["GraphCandidate", "python_candidate", "record_candidate", "framework_candidate", "framework_limit",
            "program_candidate"]
@@ -44,7 +44,7 @@ class GraphCandidate:
 
 
 def program_candidate(command, *, timeout=30.0):
-    """A program in any language speaking ``bpcheck-op/1`` with graph requests (``bpcheck.ops.protocol``)."""
+    """A program in any language speaking ``bpcheck-op/1`` with graph requests (``bpcheck.opcheck.protocol``)."""
     name, call, close = graph_program(command, timeout=timeout)
 
     def run(case):

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from bpcheck import ops
-from bpcheck.ops import candidates as cand
+from bpcheck.opcheck import candidates as cand
 from bpcheck.ops.cases import cases
-from bpcheck.ops.check import judge_case
+from bpcheck.opcheck.check import judge_case
 from bpcheck.ops.record import COMMON_FAMILIES
 
 __all__ = ["op_report", "implementations", "write_markdown", "write_html"]

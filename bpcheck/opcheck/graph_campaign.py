@@ -27,11 +27,11 @@ from pathlib import Path
 
 from bpcheck.core.records import load_records
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import load_module
-from bpcheck.ops.graph_baselines import CORRECT
-from bpcheck.ops.graph_candidates import framework_candidate, python_candidate, record_candidate
+from bpcheck.opcheck.candidates import load_module
+from bpcheck.opcheck.graph_baselines import CORRECT
+from bpcheck.opcheck.graph_candidates import framework_candidate, python_candidate, record_candidate
 from bpcheck.ops.graph_cases import draw_graph_case
-from bpcheck.ops.graph_check import judge_graph_case
+from bpcheck.opcheck.graph_check import judge_graph_case
 
 __all__ = ["run", "plan", "judge_chunk", "markdown", "WHO", "SEED0"]
 

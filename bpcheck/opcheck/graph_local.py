@@ -10,7 +10,7 @@ as the candidate computed them) and its cotangent is the candidate's delta for i
 
 each with the op's own tolerance (``bpcheck.ops.exact.bound``: SAFETY u ||s|| + floor) -- plus, for a
 value read by k > 1 nodes, (k - 1) u times its parts' magnitudes for their summation. A node's
-judgement is the op judgement (``bpcheck.ops.judge.judge``, ties and kinks included), so it is as
+judgement is the op judgement (``bpcheck.opcheck.judge.judge``, ties and kinks included), so it is as
 tight as checking the op alone: the worst-case bound of a whole graph (``bpcheck.ops.graph.bound``)
 grows with depth, a node's does not. It assumes what a network does: each node computed from exactly
 the values reported for its inputs, in the case's dtype.
@@ -22,7 +22,7 @@ import numpy as np
 from bpcheck import ops
 from bpcheck.ops.cases import OpCase
 from bpcheck.ops.exact import bound, truth
-from bpcheck.ops.judge import compare_tensor, judge
+from bpcheck.opcheck.judge import compare_tensor, judge
 
 __all__ = ["judge_locally"]
 

@@ -10,7 +10,7 @@ A candidate for an architecture (``bpcheck.ops.architectures``) is a Python call
 loss). ``out`` is the output, ``grads`` {leaf: dC/dleaf}, and ``deltas`` (optional) {node: dC/d(node's
 output)}, the generalised deltas of the backward pass. Arrays of any float type (NumPy, torch, JAX).
 
-Each tensor is judged by the op rule (``bpcheck.ops.judge.compare_tensor``: ||g - g*|| <= SAFETY u ||s||
+Each tensor is judged by the op rule (``bpcheck.opcheck.judge.compare_tensor``: ||g - g*|| <= SAFETY u ||s||
 + floor with s from the rounding model of the whole graph). The first wrong node: the backward pass
 runs in reverse node order, so the wrong tensor nearest the output is where the error entered --
 with deltas, the first node (from the output back) whose delta is wrong points at its consumers'
@@ -28,14 +28,14 @@ import numpy as np
 
 from bpcheck import ops
 from bpcheck.ops import architectures
-from bpcheck.ops.candidates import CandidateFatal, Unsupported
+from bpcheck.opcheck.candidates import CandidateFatal, Unsupported
 from bpcheck.ops.cases import OpCase
-from bpcheck.ops.check import diagnosis
+from bpcheck.opcheck.check import diagnosis
 from bpcheck.ops.graph import bound, truth
-from bpcheck.ops.graph_candidates import GraphCandidate, python_candidate
+from bpcheck.opcheck.graph_candidates import GraphCandidate, python_candidate
 from bpcheck.ops.graph_cases import draw_graph_case
-from bpcheck.ops.graph_local import judge_locally
-from bpcheck.ops.judge import compare_tensor, scale_hint, slip_hints
+from bpcheck.opcheck.graph_local import judge_locally
+from bpcheck.opcheck.judge import compare_tensor, scale_hint, slip_hints
 
 __all__ = ["check_graph", "assert_graph", "GraphReport", "judge_graph_case", "locate"]
 
@@ -56,7 +56,7 @@ def _order(graph):
 def judge_graph_case(case, candidate):
     """(rows, the culprit dict or None, class "pass" | "bug"). Rows: the whole graph's tensors in
     backward order (each row "scope": "graph"), then, when the candidate gives every node's output
-    and delta, each node judged at the candidate's own values (``bpcheck.ops.graph_local``, "scope":
+    and delta, each node judged at the candidate's own values (``bpcheck.opcheck.graph_local``, "scope":
     "node"). The culprit comes from the node judgement when it fails, else from the graph's."""
     t = truth(case.graph, case.values, case.constants, case.cotangent)
     s = bound(case.graph, case.values, case.constants, case.cotangent, case.dtype)

@@ -19,10 +19,10 @@ from pathlib import Path
 import click
 
 from bpcheck import ops
-from bpcheck.ops import candidates as cand
+from bpcheck.opcheck import candidates as cand
 from bpcheck.ops.cases import load, schema_document
-from bpcheck.ops.check import as_candidate, check_op, diagnosis, judge_case
-from bpcheck.ops.protocol import program
+from bpcheck.opcheck.check import as_candidate, check_op, diagnosis, judge_case
+from bpcheck.opcheck.protocol import program
 from bpcheck.run.backends import load_function
 
 __all__ = ["op_command", "candidate_from"]
@@ -33,8 +33,8 @@ from pathlib import Path
 
 from bpcheck import ops
 from bpcheck.ops.cases import load, schema_document
-from bpcheck.ops.check import diagnosis, judge_case
-from bpcheck.ops.cli import candidate_from
+from bpcheck.opcheck.check import diagnosis, judge_case
+from bpcheck.opcheck.cli import candidate_from
 
 here = Path(__file__).resolve().parent
 case = load(here / {case!r})

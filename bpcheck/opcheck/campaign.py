@@ -16,10 +16,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from bpcheck import ops
-from bpcheck.ops import candidates as cand
+from bpcheck.opcheck import candidates as cand
 from bpcheck.ops.cases import cases
-from bpcheck.ops.check import judge_case
-from bpcheck.ops.report import LAYERS
+from bpcheck.opcheck.check import judge_case
+from bpcheck.opcheck.report import LAYERS
 
 __all__ = ["run", "WHO"]
 

@@ -1,6 +1,6 @@
 """The op zoo's selftest: every slip caught, on every seed, at its tensor, with a hint where one fits.
 
-``python -m bpcheck.ops.selftest --out reports [--seeds 10]`` runs ``check_op`` on every member of
+``python -m bpcheck.opcheck.selftest --out reports [--seeds 10]`` runs ``check_op`` on every member of
 ``tests/meta/op_zoo`` (realistic wrong layers, CS231n style, each with ``EXPECTED``) for seeds 0..N-1 and
 on the correct implementations (``reference/layers.py``, ``examples/cs231n_layers.py``) for the same
 seeds, and writes ``OUT/ops_selftest.json`` and ``.md``: per member, the seeds caught, whether the
@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from bpcheck import ops
-from bpcheck.ops.candidates import load_module
-from bpcheck.ops.check import check_op
-from bpcheck.ops.report import LAYERS
+from bpcheck.opcheck.candidates import load_module
+from bpcheck.opcheck.check import check_op
+from bpcheck.opcheck.report import LAYERS
 
 __all__ = ["run", "ZOO"]
 
@@ -69,7 +69,7 @@ def run(out, seeds=10, zoo=ZOO):
              f"caught on every seed**, {s['right_tensor_every_seed']} with the expected first wrong tensor on every "
              f"seed, {s['with_hint']} with a hint. Correct implementations: {s['correct_pass_every_seed']} of "
              f"{s['correct_pairs']} (implementation, op) pairs pass on every seed. {s['seconds']} s. Regenerate: "
-             "`python -m bpcheck.ops.selftest --out reports`.", "",
+             "`python -m bpcheck.opcheck.selftest --out reports`.", "",
              "| member | op | expected | caught | right tensor | hints | shrunk case |", "|---|---|---|---:|---:|---|---|"]
     for m in members:
         lines.append(f"| {m['member']} | {m['op']} | {m['tensor']} | {m['caught']}/{seeds} | {m['right_tensor']}/{seeds} "

@@ -1,6 +1,6 @@
 """bpcheck beside gradcheck and check_grads on whole networks: the graph zoo and the correct networks.
 
-    python -m bpcheck.ops.graph_baselines --out reports [--seed 0]
+    python -m bpcheck.opcheck.graph_baselines --out reports [--seed 0]
 
 Implementations: every member of ``tests/meta/graph_zoo`` (a network with one bug, its ``net`` and
 ``EXPECTED``) and, for every architecture of ``bpcheck.ops.architectures``, the correct ones:
@@ -14,7 +14,7 @@ On each case:
   returns node outputs and deltas);
 - ``torch.autograd.gradcheck`` at its defaults (eps 1e-6, atol 1e-5, rtol 1e-3) and
   ``jax.test_util.check_grads(order=1, modes=["rev"])`` at its defaults, both through
-  ``bpcheck.ops.baselines.gradcheck_fn`` / ``check_grads_fn``, on the scalar L(leaves) = <out, cotangent>
+  ``bpcheck.opcheck.baselines.gradcheck_fn`` / ``check_grads_fn``, on the scalar L(leaves) = <out, cotangent>
   (the network's output contracted with the case's cotangent; a loss times its scalar dout): the forward
   runs the candidate on the tools' (perturbed) leaves and returns L, the backward returns the candidate's
   own leaf gradients (computed with dout = the case's cotangent) times the incoming scalar. Each tool
@@ -24,7 +24,7 @@ On each case:
 
 A tool *catches* a member when a case fails or the candidate raises under it; on a correct
 implementation either is a *false alarm*. A catch is *clean* when the same tool passes every correct
-implementation of the architecture on that case (``bpcheck.ops.baselines.mark_clean``). Writes
+implementation of the architecture on that case (``bpcheck.opcheck.baselines.mark_clean``). Writes
 ``OUT/graph_baselines.json`` and ``.md``; seconds are wall-clock seconds on a shared CPU.
 """
 import argparse
@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 
 from bpcheck.ops import architectures
-from bpcheck.ops.baselines import _describe, _enable_x64, _rel, check_grads_fn, gradcheck_fn, mark_clean
-from bpcheck.ops.candidates import load_module
-from bpcheck.ops.graph_candidates import python_candidate, record_candidate
+from bpcheck.opcheck.baselines import _describe, _enable_x64, _rel, check_grads_fn, gradcheck_fn, mark_clean
+from bpcheck.opcheck.candidates import load_module
+from bpcheck.opcheck.graph_candidates import python_candidate, record_candidate
 from bpcheck.ops.graph_cases import draw_graph_case
-from bpcheck.ops.graph_check import judge_graph_case
-from bpcheck.ops.report import ROOT
+from bpcheck.opcheck.graph_check import judge_graph_case
+from bpcheck.opcheck.report import ROOT
 
 __all__ = ["compare", "implementations", "graph_cases", "verdict", "summarise", "markdown", "main",
            "CORRECT", "TOOLS", "DTYPES", "ZOO"]
@@ -52,7 +52,7 @@ CORRECT = {"reference": ROOT / "reference" / "networks.py", "numpy_networks": RO
            "torch_networks": ROOT / "examples" / "torch_networks.py", "records": None}
 TOOLS = ("bpcheck", "gradcheck", "check_grads")
 DTYPES = ("float64", "float32")
-REGENERATE = "python -m bpcheck.ops.graph_baselines --out reports --seed {seed}"
+REGENERATE = "python -m bpcheck.opcheck.graph_baselines --out reports --seed {seed}"
 
 
 def implementations(members=None, archs=None, correct=tuple(CORRECT), zoo=ZOO):
@@ -235,7 +235,7 @@ def markdown(summary):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bpcheck.ops.graph_baselines", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bpcheck.opcheck.graph_baselines", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="reports", help="directory for graph_baselines.{json,md}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-family", type=int, default=2, help="cases of each family per architecture and dtype")

@@ -1,6 +1,6 @@
 """bpcheck beside the tools people use today, on the op zoo and on correct layers: gradcheck and check_grads.
 
-    python -m bpcheck.ops.baselines --out reports [--seed 0]
+    python -m bpcheck.opcheck.baselines --out reports [--seed 0]
 
 Implementations: every member of ``tests/meta/op_zoo`` (46 CS231n-style layers, each with one slip and
 its ``EXPECTED``) and the correct ones, ``reference/layers.py`` and ``examples/cs231n_layers.py``, for
@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from bpcheck import ops
-from bpcheck.ops import candidates as cand
+from bpcheck.opcheck import candidates as cand
 from bpcheck.ops.cases import cases
-from bpcheck.ops.check import check_op, judge_case
-from bpcheck.ops.report import LAYERS, ROOT
+from bpcheck.opcheck.check import check_op, judge_case
+from bpcheck.opcheck.report import LAYERS, ROOT
 
 __all__ = ["compare", "implementations", "gradcheck_verdict", "check_grads_verdict", "bpcheck_verdict",
            "gradcheck_fn", "check_grads_fn", "mark_clean",
@@ -53,7 +53,7 @@ __all__ = ["compare", "implementations", "gradcheck_verdict", "check_grads_verdi
 ZOO = ROOT / "tests" / "meta" / "op_zoo"
 TOOLS = ("bpcheck", "gradcheck", "check_grads")
 DTYPES = ("float64", "float32")
-REGENERATE = "python -m bpcheck.ops.baselines --out reports --seed {seed}"
+REGENERATE = "python -m bpcheck.opcheck.baselines --out reports --seed {seed}"
 
 
 # ---- the implementations ------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def implementations(members=None, ops_=None, correct=tuple(LAYERS), zoo=ZOO):
     mutant, its EXPECTED (tensor, slip, shows_when) and whether the slip is edge-only. ``members``:
     member names (``bug_...``, with or without ``.py``; None for all); ``ops_``: restrict both kinds to
     these ops (None for all); ``correct``: which correct implementations (keys of
-    ``bpcheck.ops.report.LAYERS``: "reference", "second")."""
+    ``bpcheck.opcheck.report.LAYERS``: "reference", "second")."""
     found = []
     wanted = None if members is None else {Path(m).stem for m in members}
     for path in sorted(Path(zoo).glob("bug_*.py")):
@@ -516,7 +516,7 @@ def markdown(summary):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bpcheck.ops.baselines", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bpcheck.opcheck.baselines", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="reports", help="directory for ops_baselines.{json,jsonl,md}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--members", nargs="*", help="zoo members to run (default: all)")

@@ -3,7 +3,7 @@
 For each architecture of ``bpcheck.ops.architectures`` and each candidate -- the hand-written reference
 (``reference/networks.py``, the function named after the architecture), the records themselves
 (``record_candidate()``) and each framework's built-ins composed (``framework_candidate``) -- and each
-dtype, one ``bpcheck.ops.graph_check.check_graph`` run (``per_family`` cases of every family; JAX,
+dtype, one ``bpcheck.opcheck.graph_check.check_graph`` run (``per_family`` cases of every family; JAX,
 which compiles each primitive per shape and dtype at seconds a shape, ``jax_per_family`` cases of the
 first family, ``plain``, only: its edge families are the op report's and tests/ops's). Per run: cases,
 failing, the verdict, the worst margin (the least tolerance / error of any row of any case: below 1
@@ -13,7 +13,7 @@ JAX's attention computes in float32) is not judged: its verdict is "declined", w
 
 Written: ``graphs.json`` (machine-readable; JSON Schema ``bpcheck/schemas/graphs.schema.json``),
 ``graphs.md`` (the table) and ``graphs.html`` (the table and each architecture's graph as SVG
-(``bpcheck.ops.graph_svg``), coloured by the first candidate's judgement -- the reference's: its
+(``bpcheck.opcheck.graph_svg``), coloured by the first candidate's judgement -- the reference's: its
 smallest failing case, or one plain case when it passes). ``validate_page`` is ``bpcheck graph
 --html``'s page. Every string in the HTML is escaped; nothing external is loaded.
 """
@@ -29,11 +29,11 @@ from pathlib import Path
 
 from bpcheck.core.records import jsonable, printable
 from bpcheck.ops import architectures
-from bpcheck.ops.graph_candidates import (GraphCandidate, framework_candidate, framework_limit, python_candidate,
+from bpcheck.opcheck.graph_candidates import (GraphCandidate, framework_candidate, framework_limit, python_candidate,
                                          record_candidate)
 from bpcheck.ops.graph_cases import draw_graph_case
-from bpcheck.ops.graph_check import check_graph, judge_graph_case
-from bpcheck.ops.graph_svg import COLOURS, box_status, svg
+from bpcheck.opcheck.graph_check import check_graph, judge_graph_case
+from bpcheck.opcheck.graph_svg import COLOURS, box_status, svg
 
 __all__ = ["graph_report", "CANDIDATES", "candidate", "declined", "plain_judgement", "validate_page",
            "write_markdown", "write_html", "FORMAT"]
@@ -57,7 +57,7 @@ def candidate(spec, arch):
         return record_candidate()
     if spec in FRAMEWORKS:
         return framework_candidate(spec)
-    from bpcheck.ops.candidates import load_function
+    from bpcheck.opcheck.candidates import load_function
     try:
         return python_candidate(load_function(spec), spec)
     except ValueError as exc:
