@@ -25,12 +25,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bpcheck import ops
 from bpcheck.core.rounding import norm2
 from bpcheck.core.spec import KINKED
 from bpcheck.judge.bounds import UNIT_ROUNDOFF
 from bpcheck.judge.classify import REAL
 from bpcheck.judge.compare import describe, lookup
 from bpcheck.judge.judge import _TENSORS, chain_order, first_divergence
+from bpcheck.ops import network
+from bpcheck.ops.algebra import Plain
 
 
 def look_at(row, rows):
@@ -190,19 +193,17 @@ def _kink_hint(row, g, t, u, case, truth):
 
 
 def _bp2_hints(row, g, case, truth, close):
-    """BP1/BP2 slips rebuilt from the truth: f'(a) where f'(z) belongs, and f' left out."""
-    from bpcheck.core import rounding
+    """BP1/BP2 slips rebuilt from the truth with the records: the activation's VJP read at the
+    layer's output a where its input z belongs, and the VJP left out (the upstream gradient
+    dC/da passed through). dC/da is the records' walk at the exact activations and derivatives."""
     i, layers = row["layer"], case.spec["layers"]
     name, last = layers[i]["activation"], i == len(layers) - 1
-    if last:
-        z_last = np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64)
-        upstream = rounding.loss(case.spec["loss"], truth["activations"][f"layers.{i}"], case.y, z_last).G
-    else:
-        upstream = truth["deltas"][f"layers.{i + 1}"] @ np.asarray(case.params[f"layers.{i + 1}.W"], np.float64)
+    x, params, a, derivs = network.at_truth(case, truth)
+    upstream = network.backward(case.spec, params, x, case.y, a, derivs)["upstream"][f"layers.{i}"]
     eq = "BP1" if last else "BP2"
-    f_prime_of_a = rounding.activation(name, np.asarray(truth["activations"][f"layers.{i}"], np.float64))[1]
+    at_output = ops.get(name).vjp(Plain(), {"x": a[i]}, {}, {}, upstream)["x"]
     slips = {f"matches {eq} with {name}'(a) instead of {name}'(z): "
-             "the derivative is evaluated at the layer's output, not its input": upstream * f_prime_of_a,
+             "the derivative is evaluated at the layer's output, not its input": at_output,
              f"matches {eq} without the ⊙ f'(z) factor: the activation derivative is missing": upstream}
     return [text for text, delta in slips.items() if close(g, _as_tensor(delta, row, case, truth))]
 

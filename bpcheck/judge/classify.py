@@ -35,15 +35,22 @@ import math
 
 import numpy as np
 
+from bpcheck import ops
 from bpcheck.core import rounding
 from bpcheck.judge.bounds import UNIT_ROUNDOFF
+from bpcheck.ops import network
 from bpcheck.judge.compare import SAFETY, TOLERANCE, allowed_error, lookup, metrics
 
 REAL = ("bug", "precision")            # classes that fail a run
 NOTES = ("dtype_limit", "kink", "convention")   # classes that are reported, not failed (unless --strict)
 CLASSES = ("pass",) + NOTES + REAL
 MAX_ENUMERATED = 10
-KINKED = {"relu": (0.0, 1.0), "leaky_relu": (0.01, 1.0)}   # the two one-sided derivatives
+
+
+def one_sided(activation):
+    """The two one-sided derivatives (lo, hi) at the activation record's kink; None without a kink."""
+    kinks = ops.get(activation).kinks
+    return None if kinks is None else tuple(kinks({"x": np.zeros(1)}, {}, {})["x"][1:])
 
 
 def _bce_clamp_rounded_a(case, truth, radius):
@@ -193,12 +200,12 @@ def _fails_against(result, truth, rows, allowed=None):
 # ---- kinks ------------------------------------------------------------------------
 
 def kink_entries(case, truth, bounds):
-    """[(layer, row, unit, exact)] of relu/leaky_relu inputs at the kink: exactly 0, or within
-    kink_zone times their forward error bound of 0."""
+    """[(layer, row, unit, exact)] of inputs at an activation record's kink (relu, leaky_relu at 0):
+    exactly 0, or within kink_zone times their forward error bound of 0."""
     u, zone = UNIT_ROUNDOFF[case.spec["dtype"]], TOLERANCE["kink_zone"][0]
     out = []
     for i, layer in enumerate(case.spec["layers"]):
-        if layer["activation"] not in KINKED:
+        if one_sided(layer["activation"]) is None:
             continue
         z = np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64)
         near = np.abs(z) <= zone * bounds.z_scale[i] * u
@@ -208,15 +215,16 @@ def kink_entries(case, truth, bounds):
 
 def kink_truth(case, truth, flips):
     """The truth with the other one-sided derivative at ``flips`` [(layer, row, unit)]: truth plus
-    the change that makes in BP1-BP4, computed in float64 (exact values, exact difference in form)."""
+    the change that makes in BP1-BP4, computed in float64 by the records' walker
+    (``bpcheck.ops.network.backward``: exact values, exact difference in form)."""
     spec = case.spec
-    W, a, z, base = _network(case, truth)
-    G = rounding.loss(spec["loss"], a[-1], case.y, z[-1]).G
+    x, params, a, base = network.at_truth(case, truth)
     other = [d.copy() for d in base]
     for i, b, j in flips:
-        left, right = KINKED[spec["layers"][i]["activation"]]
+        left, right = one_sided(spec["layers"][i]["activation"])
         other[i][b, j] = right if base[i][b, j] == left else left
-    d0, d1 = _backward(G, W, a, base), _backward(G, W, a, other)
+    d0 = network.backward(spec, params, x, case.y, a, base)
+    d1 = network.backward(spec, params, x, case.y, a, other)
     alt = {"loss": truth["loss"], "activations": truth["activations"], "pre_activations": truth["pre_activations"],
            "grads": {k: truth["grads"][k] + d1["grads"][k] - d0["grads"][k] for k in truth["grads"]},
            "deltas": {k: truth["deltas"][k] + d1["deltas"][k] - d0["deltas"][k] for k in truth["deltas"]},
@@ -234,36 +242,12 @@ def _moved(change, row):
 
 def _propagate(case, truth, output_delta):
     """A bound on how far a change of the output layer's delta (magnitudes, ``output_delta``) moves
-    every delta, dC/db, dC/dW and the input gradient through BP2-BP4: the same recursion in
-    absolute values (float64), keyed like a result."""
-    W, a, _, derivs = _network(case, truth)
+    every delta, dC/db, dC/dW and the input gradient through BP2-BP4: the same walk in absolute
+    values (float64), keyed like a result."""
+    x, params, a, derivs = network.at_truth(case, truth)
     derivs[-1] = np.ones_like(derivs[-1])
-    return _backward(np.abs(output_delta), [np.abs(w) for w in W], [np.abs(v) for v in a],
-                     [np.abs(d) for d in derivs])
-
-
-def _network(case, truth):
-    """``(W, a, z, f'(z))`` per layer in float64 from the case and the exact values; ``a`` starts
-    with x, so a[i] feeds layer i."""
-    n = len(case.spec["layers"])
-    W = [np.asarray(case.params[f"layers.{i}.W"], np.float64) for i in range(n)]
-    a = [np.asarray(case.x, np.float64)] + [np.asarray(truth["activations"][f"layers.{i}"], np.float64)
-                                             for i in range(n)]
-    z = [np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64) for i in range(n)]
-    derivs = [rounding.activation(layer["activation"], z[i])[1] for i, layer in enumerate(case.spec["layers"])]
-    return W, a, z, derivs
-
-
-def _backward(G, W, a, derivs):
-    """BP1-BP4 in float64 from dC/da = G and the given f'(z) per layer."""
-    grads, deltas, P = {}, {}, G
-    for i in reversed(range(len(W))):
-        delta = P * derivs[i]
-        deltas[f"layers.{i}"] = delta
-        grads[f"layers.{i}.b"] = delta.sum(axis=0)
-        grads[f"layers.{i}.W"] = delta.T @ a[i]
-        P = delta @ W[i]
-    return {"grads": grads, "deltas": deltas, "input_grad": P}
+    return network.backward(case.spec, {k: np.abs(v) for k, v in params.items()}, np.abs(x), case.y,
+                            [np.abs(v) for v in a], [np.abs(d) for d in derivs], seed=np.abs(output_delta))
 
 
 def _kinks(case, result, truth, bounds, failing):

@@ -7,14 +7,23 @@ node (``softmax_cross_entropy`` is the catalog's ``softmax_loss``) against the c
 input x and the parameters ``layers.i.W``, ``layers.i.b`` under the spec's names. ``truth`` is the
 graph's certified truth there: the loss, every parameter gradient and the input gradient (the chain's
 deltas are the graph's ``delta layers.i.z``). The dense path keeps its own hand-written arbiter
-(``oracles.arb_oracle``); the records reproduce it (tests/test_op_network.py).
+(``oracles.arb_oracle``), an independent writing the records reproduce (tests/test_op_network.py).
+
+Everything else that walks the dense chain walks this graph: the torch oracle composes the records'
+torch bindings over it (``bpcheck.ops.graph.framework_forward``); ``backward`` runs BP1-BP4 in
+float64 with each layer's activation derivative given (``at_truth``: at the exact values), which the
+classifier reads for the other side of a kink and a convention's reach, and the diagnosis for the
+upstream gradient of its BP1/BP2 hints.
 """
+from dataclasses import replace
+
 import numpy as np
 
 from bpcheck import ops
-from bpcheck.ops.graph import Graph, truth as graph_truth
+from bpcheck.ops.algebra import Plain
+from bpcheck.ops.graph import Graph, truth as graph_truth, walk
 
-__all__ = ["compile_spec", "truth", "LOSS_OPS"]
+__all__ = ["compile_spec", "truth", "at_truth", "backward", "LOSS_OPS"]
 
 LOSS_OPS = {"softmax_cross_entropy": "softmax_loss"}
 
@@ -46,3 +55,47 @@ def truth(graph, params, x, y):
                     {"y": np.asarray(y)}, np.asarray(1.0))
     return {"loss": float(t["out"]), "grads": {k: t["d" + k] for k in graph.params}, "input_grad": t["dx"],
             "bits": t["bits"]}
+
+
+def _given(record, out, derivative):
+    """``record`` reading a given output and derivative: forward ``out``, VJP dout * ``derivative``."""
+    return replace(record, forward=lambda ns, a, c, h: ns.const(out),
+                   vjp=lambda ns, a, c, h, dout: {"x": dout * ns.const(derivative)})
+
+
+def _seeded(record, seed):
+    """``record`` (a loss) whose VJP is the given cotangent ``seed`` of its input, whatever reaches it."""
+    return replace(record, forward=lambda ns, a, c, h: ns.const(0.0),
+                   vjp=lambda ns, a, c, h, dout: {record.inputs[0]: ns.const(seed)})
+
+
+def backward(spec, params, x, y, activations, derivatives, seed=None):
+    """BP1-BP4 in float64 over the compiled spec with each layer's activation output and derivative
+    given, not evaluated: the generic walker (``bpcheck.ops.graph.walk``) with the affine and transpose
+    records' VJPs, the activation nodes reading ``activations[i]`` and ``derivatives[i]`` (float64,
+    (B, units_i)), so a derivative can be chosen (the other side of a kink) or replaced (its
+    magnitude). The last activation's cotangent is the loss record's dC/da at ``activations[-1]``
+    against ``y``, or ``seed`` where given. Returns {"deltas": {"layers.i": dC/dz_i}, "upstream":
+    {"layers.i": dC/da_i}, "grads": {param: gradient}, "input_grad": dC/dx}, float64 arrays."""
+    graph = compile_spec(spec)
+    swap = {f"layers.{i}.a": _given(ops.get(layer["activation"]), activations[i], derivatives[i])
+            for i, layer in enumerate(spec["layers"])}
+    if seed is not None:
+        swap["loss"] = _seeded(ops.get(graph.nodes[-1].op), seed)
+    with np.errstate(all="ignore"):          # the affine outputs are computed, never read
+        w = walk(graph, {"x": x, **params}, {"y": y}, np.asarray(1.0), Plain(), swap=swap)
+    c = w["cotangents"]
+    names = [f"layers.{i}" for i in range(len(spec["layers"]))]
+    return {"deltas": {n: c[f"{n}.z"] for n in names}, "upstream": {n: c[f"{n}.a"] for n in names},
+            "grads": {k: c[k] for k in params}, "input_grad": c["x"]}
+
+
+def at_truth(case, truth):
+    """``(x, params, a, f'(z))`` in float64 from a dense case and its exact values (``truth`` holds
+    "activations" and "pre_activations" keyed "layers.i"): a[i] is layer i's activation and f'(z_i)
+    the activation record's derivative at the exact z_i, the arguments ``backward`` reads."""
+    n = len(case.spec["layers"])
+    z = [np.asarray(truth["pre_activations"][f"layers.{i}"], np.float64) for i in range(n)]
+    return (np.asarray(case.x, np.float64), {k: np.asarray(v, np.float64) for k, v in case.params.items()},
+            [np.asarray(truth["activations"][f"layers.{i}"], np.float64) for i in range(n)],
+            [Plain().activation(layer["activation"], z[i])[1] for i, layer in enumerate(case.spec["layers"])])
