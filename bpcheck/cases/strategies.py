@@ -40,8 +40,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from bpcheck.core import rounding
 from bpcheck.core.spec import ACTIVATIONS, DTYPES, LAST_ACTIVATION, LOSSES, Case, n_params, param_shapes
+from bpcheck.ops import network
 
 FAMILIES = ("plain", "zero_kinks", "exp_overflow", "exp_overflow_neg", "saturated", "saturated_neg",
             "one_unit", "square", "batch1", "wide_batch", "zero_x")
@@ -273,7 +273,7 @@ def _place_layers(d, spec, params, x, y, sign, bounds, focus, family):
     a = x
     for i, layer in enumerate(spec["layers"]):
         W, b = params[f"layers.{i}.W"], params[f"layers.{i}.b"]
-        z = a @ W.T + b
+        z = network.affine(a, W, b)
         if i == depth - 1 and spec["loss"] == "softmax_cross_entropy" and sign > 0 and family == "exp_overflow":
             z, y = _place_softmax(d, params, i, z, y, SOFTMAX_SPAN[spec["dtype"]])
         elif i in targets:
@@ -285,8 +285,8 @@ def _place_layers(d, spec, params, x, y, sign, bounds, focus, family):
             level = sign * _levels(d, n, lo, hi)
             params[f"layers.{i}.W"] = W * factor[:, None] * sign
             params[f"layers.{i}.b"] = sign * (b - centre) * factor + level
-            z = a @ params[f"layers.{i}.W"].T + params[f"layers.{i}.b"]
-        a = rounding.activation(layer["activation"], z)[0]
+            z = network.affine(a, params[f"layers.{i}.W"], params[f"layers.{i}.b"])
+        a = network.activate(layer["activation"], z)
     return y
 
 

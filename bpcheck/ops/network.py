@@ -23,7 +23,7 @@ from bpcheck import ops
 from bpcheck.ops.algebra import Plain
 from bpcheck.ops.graph import Graph, truth as graph_truth, walk
 
-__all__ = ["compile_spec", "truth", "at_truth", "backward", "LOSS_OPS"]
+__all__ = ["compile_spec", "truth", "at_truth", "backward", "affine", "activate", "LOSS_OPS"]
 
 LOSS_OPS = {"softmax_cross_entropy": "softmax_loss"}
 
@@ -99,3 +99,14 @@ def at_truth(case, truth):
     return (np.asarray(case.x, np.float64), {k: np.asarray(v, np.float64) for k, v in case.params.items()},
             [np.asarray(truth["activations"][f"layers.{i}"], np.float64) for i in range(n)],
             [Plain().activation(layer["activation"], z[i])[1] for i, layer in enumerate(case.spec["layers"])])
+
+
+def affine(a, W, b):
+    """A dense layer's pre-activation z = a W^T + b (a (B, fan-in), W (units, fan-in), b (units,)): the
+    affine record's forward in plain NumPy arithmetic (the arrays' own dtype)."""
+    return ops.get("affine").forward(Plain(), {"x": a, "w": W.T, "b": b}, {}, {})
+
+
+def activate(name, z):
+    """f(z) for the activation record ``name``, in float64."""
+    return ops.get(name).forward(Plain(), {"x": z}, {}, {})
