@@ -14,9 +14,11 @@ import pytest
 
 from bpcheck import ops
 from bpcheck.cases.generate import generate_cases
-from bpcheck.core.spec import Case
+from bpcheck.core.spec import ACTIVATIONS, LOSSES, Case
+from bpcheck.judge.bounds import running_bounds
 from bpcheck.judge.classify import kink_truth
 from bpcheck.ops.network import at_truth, backward, compile_spec, truth
+from bpcheck.ops.running import Rule
 from oracles import arb_oracle
 
 CASES = generate_cases(1, 1)[::3]
@@ -109,3 +111,29 @@ def test_a_seed_replaces_the_loss_gradient():
     w = backward(case.spec, params, x, y, a, derivs, seed=seed)
     assert np.array_equal(w["upstream"]["layers.1"], seed) and np.array_equal(w["deltas"]["layers.1"], seed)
     assert not np.array_equal(backward(case.spec, params, x, y, a, derivs)["deltas"]["layers.1"], seed)
+
+
+# ---- the running bound: each op's step is its record's rule --------------------------------------
+
+def test_every_op_a_dense_spec_compiles_to_has_a_running_rule_and_only_those():
+    compiled = {n.op for a in ACTIVATIONS for loss in LOSSES
+                for n in compile_spec({"input_dim": 2, "layers": [{"units": 2, "activation": a}],
+                                       "loss": loss, "dtype": "float64"}).nodes}
+    assert {name for name, record in ops.REGISTRY.items() if record.running is not None} == compiled
+
+
+def test_the_bound_walks_the_records_rules(monkeypatch):
+    case = FINITE[0]
+    t = arb_oracle.backprop(case.spec, case.params, case.x, case.y)
+    before = running_bounds(case, t)
+    affine = ops.get("affine")
+
+    def louder_forward(walk, n):                      # the affine step's scale ten times larger
+        affine.running.forward(walk, n)
+        walk.s2[n.name] = 100 * walk.s2[n.name]
+
+    louder = Rule(louder_forward, affine.running.backward)
+    monkeypatch.setitem(ops.REGISTRY, "affine", replace(affine, running=louder))
+    after = running_bounds(case, t)
+    assert all(np.all(after.z_scale[i] >= 9.99 * before.z_scale[i]) for i in range(len(before.z_scale)))
+    assert after.norm(None, "input_grad") > before.norm(None, "input_grad")

@@ -67,7 +67,8 @@ class Op:
     ``kink``). ``conventions``: ``Convention`` records. ``limits = ((framework, refuses(a, c, h) -> reason or None), ...)``: cases a
     framework's built-in documents it refuses (not judged; the reason is reported). ``locate(case, tensor, g,
     t, allowed) -> [words]`` says where inside a wrong tensor the error sits (a recurrent op: the time
-    steps and gates), added to the failing row's hints."""
+    steps and gates), added to the failing row's hints. ``running``: the op's step of the dense chain's
+    running error bound (``bpcheck.ops.running.Rule``), for the ops a dense spec compiles to."""
     name: str
     definition: str
     inputs: tuple
@@ -86,3 +87,4 @@ class Op:
     conventions: tuple = ()
     limits: tuple = ()
     locate: Callable = None
+    running: object = None

@@ -11,6 +11,7 @@ identity for x > 20 (torch.nn.Softplus, threshold=20), a note with its source, n
 import numpy as np
 
 from bpcheck.ops.record import COMMON_FAMILIES, Convention, Draw, Op, Slip
+from bpcheck.ops.running import activation_rule
 
 __all__ = ["ACTIVATION_OPS"]
 
@@ -52,6 +53,7 @@ def _record(name, torch_fn, jax_fn, conventions=()):
         name=name, definition=f"{name} entry by entry, x of any shape (the dense path's definition)",
         inputs=("x",), forward=forward, vjp=vjp, draw=_draw, families=FAMILIES,
         torch=torch_fn, jax=jax_fn, kinks=kinks if name in KINKS else None, conventions=conventions,
+        running=activation_rule(name, KINKS[name][1] if name in KINKS else None),
         slips=(Slip("forward_as_derivative", f"dx = dout * {name}(x): the output where f'(x) belongs",
                     lambda ns, a, c, h, dout: {"x": dout * ns.activation(name, a["x"])[0]}),)
         + ((Slip("derivative_omitted", f"dx = dout: {name}'s derivative left out (the gradient passed through)",

@@ -6,6 +6,7 @@ torch: x2 @ w + b via torch.nn.functional.linear(x2, w.T, b); JAX: jnp.matmul.
 import numpy as np
 
 from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
+from bpcheck.ops.running import AFFINE as RUNNING
 
 __all__ = ["AFFINE"]
 
@@ -59,4 +60,4 @@ AFFINE = Op(
             lambda r: dict(zip(("x", "w", "b"), r))),
     slips=(Slip("db_mean", "db averaged over the batch instead of summed",
                 lambda ns, a, c, h, dout: {"b": ns.mean(dout, 0)}),),
-    shrink=_shrink)
+    shrink=_shrink, running=RUNNING)

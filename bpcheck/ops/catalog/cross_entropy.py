@@ -14,6 +14,7 @@ import numpy as np
 
 from bpcheck.ops.algebra import floats
 from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
+from bpcheck.ops.running import loss_rule
 
 __all__ = ["CROSS_ENTROPY", "SOFTMAX_LOSS"]
 
@@ -159,4 +160,4 @@ SOFTMAX_LOSS = Op(
     jax=lambda jax, a, c, h: -jax.numpy.mean(jax.numpy.take_along_axis(
         jax.nn.log_softmax(a["x"], axis=1), c["y"][:, None], axis=1)),
     cs231n=("softmax_loss", None, lambda fwd, a, c, h: fwd(a["x"], c["y"]), lambda r: {"x": r[0]}),
-    shrink=_shrink)
+    shrink=_shrink, running=loss_rule("softmax_cross_entropy"))

@@ -18,6 +18,7 @@ import numpy as np
 
 from bpcheck.ops.algebra import floats
 from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
+from bpcheck.ops.running import loss_rule
 
 __all__ = ["LOSS_OPS"]
 
@@ -99,7 +100,7 @@ def _record(name, kind, forward, vjp, torch_fn, jax_fn):
     families = {"squared": FAMILIES, "bce": FAMILIES + ("saturated",), "logits": COMMON_FAMILIES + ("batch1", "saturated")}[kind]
     return Op(name=name, definition=f"loss {name}: a scalar of predictions a (N, D) and targets y (N, D)",
               inputs=("a",), constants=("y",), forward=forward, vjp=vjp, draw=_draw_for(kind), families=families,
-              torch=torch_fn, jax=jax_fn,
+              torch=torch_fn, jax=jax_fn, running=loss_rule(name),
               slips=(Slip("sign_flipped", "dC/da with its sign flipped: (y - a) where (a - y) belongs",
                           lambda ns, a, c, h, dout: {"a": -vjp(ns, a, c, h, dout)["a"]}),))
 

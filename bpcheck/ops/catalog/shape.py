@@ -8,6 +8,7 @@ dtype. torch: ``torch.reshape`` / ``torch.permute``; JAX: ``jax.numpy.reshape`` 
 import numpy as np
 
 from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
+from bpcheck.ops.running import TRANSPOSE as RUNNING
 
 __all__ = ["RESHAPE", "TRANSPOSE"]
 
@@ -55,7 +56,8 @@ TRANSPOSE = Op(
     torch=lambda torch, a, c, h: torch.permute(a["x"], _axes(h, a["x"].ndim)),
     jax=lambda jax, a, c, h: jax.numpy.transpose(a["x"], _axes(h, a["x"].ndim)),
     slips=(Slip("permuted_again", "the gradient permuted by axes again instead of by their inverse",
-                lambda ns, a, c, h, dout: {"x": _again(ns, a, h, dout)}),))
+                lambda ns, a, c, h, dout: {"x": _again(ns, a, h, dout)}),),
+    running=RUNNING)
 
 
 def _fortran(ns, dout, shape):
