@@ -169,3 +169,18 @@ def test_the_op_report_writes_its_files_and_escapes_its_page(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     page = (tmp_path / "ops.html").read_text()
     assert "<script" not in page and "data:image/png;base64," in page
+
+
+def _gelu_tanh(x):
+    """gelu by its tanh approximation, in torch (jax.nn.gelu's default form)."""
+    import torch
+    return 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
+
+
+def test_gelu_as_its_tanh_approximation_is_jaxs_convention_and_a_wrong_form_is_not():
+    report = check_op("gelu", torch=_gelu_tanh, dtypes=("float64",), per_family=2, shrink=False)
+    assert report.verdict == "pass" and report.notes.get("convention", 0) > 0, report.summary()
+    import torch
+    wrong = check_op("gelu", torch=lambda x: 0.5 * x * (1 + torch.tanh(0.8 * x)), dtypes=("float64",),
+                     per_family=2, shrink=False)
+    assert wrong.verdict == "fail", wrong.summary()

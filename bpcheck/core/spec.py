@@ -23,7 +23,6 @@ DTYPES = ("float32", "float64")
 # Losses that need a particular last activation (the rest accept any).
 LAST_ACTIVATION = {"binary_cross_entropy": "sigmoid", "bce_with_logits": "identity",
                    "softmax_cross_entropy": "identity"}
-KINKED = {"relu", "leaky_relu"}  # activations with a non-differentiable point (at z = 0)
 MAX_BATCH = 65536                # documented limits: the rest are in bpcheck/schemas/case.schema.json
 
 

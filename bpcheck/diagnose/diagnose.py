@@ -27,9 +27,8 @@ import numpy as np
 
 from bpcheck import ops
 from bpcheck.core.rounding import norm2
-from bpcheck.core.spec import KINKED
 from bpcheck.judge.bounds import UNIT_ROUNDOFF
-from bpcheck.judge.classify import REAL
+from bpcheck.judge.classify import REAL, one_sided
 from bpcheck.judge.compare import describe, lookup
 from bpcheck.judge.judge import _TENSORS, chain_order, first_divergence
 from bpcheck.ops import network
@@ -177,7 +176,7 @@ def _non_finite_hint(row, g, case):
 
 
 def _kink_hint(row, g, t, u, case, truth):
-    if row["activation"] not in KINKED:
+    if one_sided(row["activation"]) is None:
         return []
     z = np.asarray(truth["pre_activations"][f"layers.{row['layer']}"], np.float64)
     near = z == 0

@@ -37,6 +37,7 @@ import numpy as np
 
 from bpcheck import ops
 from bpcheck.core import rounding
+from bpcheck.core.spec import ACTIVATIONS
 from bpcheck.judge.bounds import UNIT_ROUNDOFF
 from bpcheck.ops import network
 from bpcheck.judge.compare import SAFETY, TOLERANCE, allowed_error, lookup, metrics
@@ -93,25 +94,24 @@ def _bce_clamp_rounded_a(case, truth, radius):
     return {"delta": np.nan_to_num(worst, nan=np.inf), "loss": float(abs(loss))}
 
 
-# Documented framework conventions: how the arbiter evaluates each, and where it is documented.
-# A framework's conventions also hold together (torch's softplus cut-over in a hidden layer and its
-# BCE clamp at the output), so each framework's applicable set is tried at once as well.
+# Documented framework conventions: how the arbiter evaluates each, and where it is documented. An
+# activation's are its record's (``Convention.arbiter``: the variant's name in the arbiter); BCE's clamp
+# is the loss's here, with how far a's rounding moves it. A framework's conventions also hold together
+# (torch's softplus cut-over in a hidden layer and its BCE clamp at the output), so each framework's
+# applicable set is tried at once as well.
 def _swap(old, new):
     return lambda spec: {**spec, "layers": [{**l, "activation": new if l["activation"] == old else l["activation"]}
                                             for l in spec["layers"]]}
 
 
-CONVENTIONS = (
-    {"name": "gelu evaluated as its tanh approximation", "framework": "jax",
-     "applies": lambda spec: any(l["activation"] == "gelu" for l in spec["layers"]),
-     "spec": _swap("gelu", "gelu_tanh"),
-     "source": "jax.nn.gelu defaults to approximate=True "
-               "(https://docs.jax.dev/en/latest/_autosummary/jax.nn.gelu.html)"},
-    {"name": "softplus with PyTorch's linear cut-over (z for z > 20)", "framework": "torch",
-     "applies": lambda spec: any(l["activation"] == "softplus" for l in spec["layers"]),
-     "spec": _swap("softplus", "softplus@torch"),
-     "source": "torch.nn.functional.softplus(beta=1, threshold=20) "
-               "(https://docs.pytorch.org/docs/stable/generated/torch.nn.Softplus.html)"},
+def _activation_convention(activation, c):
+    return {"name": c.note, "framework": c.framework,
+            "applies": lambda spec: any(l["activation"] == activation for l in spec["layers"]),
+            "spec": _swap(activation, c.arbiter), "source": c.source}
+
+
+CONVENTIONS = tuple(_activation_convention(name, c) for name in ACTIVATIONS for c in ops.get(name).conventions
+                    if c.arbiter) + (
     {"name": "binary cross-entropy with PyTorch's clamp (log >= -100; backward divides by max(a(1-a), 1e-12))",
      "framework": "torch",
      "applies": lambda spec: spec["loss"] == "binary_cross_entropy",

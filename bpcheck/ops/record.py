@@ -41,13 +41,19 @@ class Slip:
 
 @dataclass(frozen=True)
 class Convention:
-    """A framework's documented variant of the definition, with its source in ``note``: ``forward`` and
+    """A framework's documented variant of the definition, described in ``note``: ``forward`` and
     ``vjp`` as in ``Op``. A candidate wrong against the truth and right against a convention's truth is
-    class ``convention`` (passes, with the note)."""
+    class ``convention`` (passes, with the note). ``framework``: whose convention it is (one
+    framework's conventions hold together); ``source``: where it is documented; ``arbiter``: the
+    variant's name in the dense arbiter's catalog (``oracles.arb_oracle``), for an activation in a
+    dense spec (``bpcheck.judge.classify`` re-evaluates the spec with it)."""
     name: str
     note: str
     forward: Callable
     vjp: Callable
+    framework: str = None
+    source: str = None
+    arbiter: str = None
 
 
 @dataclass(frozen=True)

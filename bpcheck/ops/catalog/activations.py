@@ -60,12 +60,21 @@ def _record(name, torch_fn, jax_fn, conventions=()):
                  lambda ns, a, c, h, dout: {"x": dout * ns.const(1.0)}),) if name != "identity" else ()))
 
 
-def _softplus_torch(ns, a, c, h):
-    return ns.activation("softplus@torch", a["x"])[0]
+def _variant(arbiter):
+    """(forward, vjp) of the activation the arbiter knows as ``arbiter``."""
+    return (lambda ns, a, c, h: ns.activation(arbiter, a["x"])[0],
+            lambda ns, a, c, h, dout: {"x": dout * ns.activation(arbiter, a["x"])[1]})
 
 
-def _softplus_torch_vjp(ns, a, c, h, dout):
-    return {"x": dout * ns.activation("softplus@torch", a["x"])[1]}
+SOFTPLUS_TORCH = Convention(
+    "softplus@torch", "softplus with PyTorch's linear cut-over (z for z > 20)", *_variant("softplus@torch"),
+    framework="torch", arbiter="softplus@torch",
+    source="torch.nn.functional.softplus(beta=1, threshold=20) "
+           "(https://docs.pytorch.org/docs/stable/generated/torch.nn.Softplus.html)")
+GELU_TANH_JAX = Convention(
+    "gelu_tanh@jax", "gelu evaluated as its tanh approximation", *_variant("gelu_tanh"),
+    framework="jax", arbiter="gelu_tanh",
+    source="jax.nn.gelu defaults to approximate=True (https://docs.jax.dev/en/latest/_autosummary/jax.nn.gelu.html)")
 
 
 _F = "torch.nn.functional"
@@ -78,11 +87,10 @@ ACTIVATION_OPS = (
     _record("tanh", lambda torch, a, c, h: torch.tanh(a["x"]), lambda jax, a, c, h: jax.numpy.tanh(a["x"])),
     _record("softplus", lambda torch, a, c, h: torch.nn.functional.softplus(a["x"]),
             lambda jax, a, c, h: jax.nn.softplus(a["x"]),
-            conventions=(Convention("softplus@torch", "torch's softplus is x itself for x > 20 (torch.nn.Softplus, "
-                                    "threshold=20)", _softplus_torch, _softplus_torch_vjp),)),
+            conventions=(SOFTPLUS_TORCH,)),
     _record("elu", lambda torch, a, c, h: torch.nn.functional.elu(a["x"]), lambda jax, a, c, h: jax.nn.elu(a["x"])),
     _record("gelu", lambda torch, a, c, h: torch.nn.functional.gelu(a["x"]),
-            lambda jax, a, c, h: jax.nn.gelu(a["x"], approximate=False)),
+            lambda jax, a, c, h: jax.nn.gelu(a["x"], approximate=False), conventions=(GELU_TANH_JAX,)),
     _record("gelu_tanh", lambda torch, a, c, h: torch.nn.functional.gelu(a["x"], approximate="tanh"),
             lambda jax, a, c, h: jax.nn.gelu(a["x"], approximate=True)),
     _record("silu", lambda torch, a, c, h: torch.nn.functional.silu(a["x"]), lambda jax, a, c, h: jax.nn.silu(a["x"])),
