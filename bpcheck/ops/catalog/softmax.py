@@ -1,14 +1,19 @@
-"""Softmax along the last axis: out = exp(x - max x) / sum exp(x - max x), row by row.
+"""Softmax and log-softmax along the last axis, row by row.
 
-VJP (the Jacobian diag(p) - p p^T applied to dout): dx = p * (dout - sum(dout * p)) per row. Under a
-uniform cotangent the exact dx is 0 (softmax's rows sum to 1). torch.softmax(x, -1); jax.nn.softmax.
+softmax:     out = p = exp(x - max x) / sum exp(x - max x); VJP (the Jacobian diag(p) - p p^T applied
+             to dout): dx = p * (dout - sum(dout * p)). Under a uniform cotangent the exact dx is 0
+             (softmax's rows sum to 1). torch.softmax(x, -1); jax.nn.softmax.
+log_softmax: out = x - max x - log sum exp(x - max x); VJP (the Jacobian I - 1 p^T applied to dout):
+             dx = dout - p sum(dout). Where a row spans past exp's underflow, p rounds to 0 and
+             log(softmax(x)) is -inf while the definition is finite (family ``peaked``).
+             torch.log_softmax(x, -1); jax.nn.log_softmax.
 """
 import numpy as np
 
 from bpcheck.ops.algebra import floats
 from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
 
-__all__ = ["SOFTMAX"]
+__all__ = ["SOFTMAX", "LOG_SOFTMAX"]
 
 FAMILIES = COMMON_FAMILIES + ("peaked", "one_column", "tied_rows")
 SPAN = {"float32": 110.0, "float64": 760.0}       # a row spanning past exp's underflow
@@ -49,3 +54,30 @@ SOFTMAX = Op(
     jax=lambda jax, a, c, h: jax.nn.softmax(a["x"], axis=-1),
     slips=(Slip("no_rowsum_term", "softmax backward without the rowsum(dout * p) term: dx = p * dout",
                 lambda ns, a, c, h, dout: {"x": _probabilities(ns, a["x"]) * dout}),))
+
+
+def _log_forward(ns, a, c, h):
+    x = a["x"]
+    rows = np.arange(x.shape[0])
+    shifted = x - x[rows, np.argmax(floats(x), axis=1)].reshape(-1, 1)       # an exact selection
+    return shifted - ns.log(ns.sum(ns.exp(shifted), 1, keepdims=True))
+
+
+def _log_vjp(ns, a, c, h, dout):
+    return {"x": dout - _probabilities(ns, a["x"]) * ns.sum(dout, 1, keepdims=True)}
+
+
+LOG_SOFTMAX = Op(
+    name="log_softmax",
+    definition="log-softmax along the last axis of x (N, C): x - max - log sum exp(x - max), row by row",
+    inputs=("x",), forward=_log_forward, vjp=_log_vjp, draw=_draw, families=FAMILIES,
+    torch=lambda torch, a, c, h: torch.log_softmax(a["x"], -1),
+    jax=lambda jax, a, c, h: jax.nn.log_softmax(a["x"], axis=-1),
+    slips=(Slip("p_times_dout", "log-softmax backward with p * dout where p * sum(dout) belongs: "
+                "dx = dout - p * dout",
+                lambda ns, a, c, h, dout: {"x": dout - _probabilities(ns, a["x"]) * dout}),
+           Slip("cross_entropy_gradient", "dx = dout - p: the gradient of cross-entropy's one-hot case, "
+                "the cotangent's row sum taken as 1",
+                lambda ns, a, c, h, dout: {"x": dout - _probabilities(ns, a["x"])}),
+           Slip("diagonal_only", "dx = dout * (1 - p): only the Jacobian's diagonal",
+                lambda ns, a, c, h, dout: {"x": dout * (1 - _probabilities(ns, a["x"]))})))
