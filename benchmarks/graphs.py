@@ -93,7 +93,7 @@ def gradcheck_one(params):
     import numpy as np
     import torch
 
-    from bpcheck.opcheck.baselines import gradcheck_fn
+    from bpcheck.opcheck.framework_checks import gradcheck_fn
     from bpcheck.opcheck.graph_baselines import _contracted
     from bpcheck.opcheck.graph_candidates import python_candidate
     from reference.networks import transformer_block

@@ -14,7 +14,7 @@ On each case:
   returns node outputs and deltas);
 - ``torch.autograd.gradcheck`` at its defaults (eps 1e-6, atol 1e-5, rtol 1e-3) and
   ``jax.test_util.check_grads(order=1, modes=["rev"])`` at its defaults, both through
-  ``bpcheck.opcheck.baselines.gradcheck_fn`` / ``check_grads_fn``, on the scalar L(leaves) = <out, cotangent>
+  ``bpcheck.opcheck.framework_checks.gradcheck_fn`` / ``check_grads_fn``, on the scalar L(leaves) = <out, cotangent>
   (the network's output contracted with the case's cotangent; a loss times its scalar dout): the forward
   runs the candidate on the tools' (perturbed) leaves and returns L, the backward returns the candidate's
   own leaf gradients (computed with dout = the case's cotangent) times the incoming scalar. Each tool
@@ -24,7 +24,7 @@ On each case:
 
 A tool *catches* a member when a case fails or the candidate raises under it; on a correct
 implementation either is a *false alarm*. A catch is *clean* when the same tool passes every correct
-implementation of the architecture on that case (``bpcheck.opcheck.baselines.mark_clean``). Writes
+implementation of the architecture on that case (``bpcheck.opcheck.baselines_markdown.mark_clean``). Writes
 ``OUT/graph_baselines.json`` and ``.md``; seconds are wall-clock seconds on a shared CPU.
 """
 import argparse
@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from bpcheck.ops import architectures
-from bpcheck.opcheck.baselines import _describe, _enable_x64, _rel, check_grads_fn, gradcheck_fn, mark_clean
+from bpcheck.opcheck.baselines_markdown import mark_clean, rel_path
+from bpcheck.opcheck.framework_checks import check_grads_fn, describe, enable_x64, gradcheck_fn
 from bpcheck.opcheck.candidates import load_module
 from bpcheck.opcheck.graph_candidates import python_candidate, record_candidate
 from bpcheck.ops.graph_cases import draw_graph_case
@@ -71,9 +72,9 @@ def implementations(members=None, archs=None, correct=tuple(CORRECT), zoo=ZOO):
         for arch in architectures.ARCHITECTURES:
             if archs is not None and arch not in archs:
                 continue
-            name = "records" if CORRECT[who] is None else _rel(CORRECT[who])
+            name = "records" if CORRECT[who] is None else rel_path(CORRECT[who])
             make = (record_candidate if CORRECT[who] is None else
-                    lambda p=CORRECT[who], a=arch: python_candidate(getattr(load_module(p), a), _rel(p)))
+                    lambda p=CORRECT[who], a=arch: python_candidate(getattr(load_module(p), a), rel_path(p)))
             found.append({"name": name, "arch": arch, "kind": "correct", "make": make})
     return found
 
@@ -118,7 +119,7 @@ def verdict(tool, case, candidate):
             return gradcheck_fn(names, forward, backward, case.values, case.dtype)
         return check_grads_fn(names, forward, backward, case.values, case.dtype, ())
     except Exception as exc:                       # the wrapping itself raised (the candidate's first call)
-        return "e", _describe(exc)
+        return "e", describe(exc)
 
 
 def _result(impl, tool, dtype, seed, per_family):
@@ -143,7 +144,7 @@ def compare(out=Path("reports"), *, seed=0, per_family=2, members=None, archs=No
     out.mkdir(parents=True, exist_ok=True)
     importlib.import_module("torch")                      # imported before the first clock starts
     if "check_grads" in tools:
-        _enable_x64()
+        enable_x64()
         importlib.import_module("jax.test_util")
     rows, found = [], implementations(members, archs, correct)
     for n, impl in enumerate(found, 1):
