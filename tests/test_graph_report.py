@@ -202,7 +202,8 @@ def test_bpcheck_report_writes_the_graph_report_with_its_seed_unless_told_not(tm
                                                                               called, code):
     from bpcheck.opcheck import graph_report as module
     from bpcheck.opcheck import report as op_module
-    from bpcheck.report.report import DEFAULT_SEED, report_command
+    from bpcheck.cli.report import report_command
+    from bpcheck.report.report import DEFAULT_SEED
     calls = []
     verdict = "fail" if "FAIL" in flags else "pass"
 

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from bpcheck.cases.generate import generate_cases
+from bpcheck.cli.report import report_command
 from bpcheck.core.records import case_from_json, case_to_json
 from bpcheck.core.spec import LAST_ACTIVATION, schema, validate_case
-from bpcheck.report.report import report_command
 from bpcheck.run.backends import PythonBackend
 from bpcheck.run.pool import Candidate, run_cases
 from reference.network import backprop as reference_backprop

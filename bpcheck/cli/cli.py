@@ -22,7 +22,7 @@ def _register():
     from bpcheck.opcheck.graph_cli import graph_command
     from bpcheck.cli.train import train_command
     from bpcheck.report.merge import merge_command
-    from bpcheck.report.report import report_command
+    from bpcheck.cli.report import report_command
     main.add_command(report_command, "report")
     main.add_command(merge_command, "merge")
     main.add_command(validate_command, "validate")

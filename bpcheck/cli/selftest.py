@@ -111,7 +111,7 @@ def table_lines(rows, s):
 def selftest_command(zoo, only, jobs, false_alarms, op_zoo, op_false_alarms, graph_false_alarms, baselines, resume,
                      out, seed):
     """Run bpcheck validate on every bug-zoo member: catch rate, classes, first wrong tensors."""
-    from bpcheck.report.report import default_jobs
+    from bpcheck.cli.options import default_jobs
     jobs = jobs or default_jobs()
     if baselines:
         from bpcheck.proof.baselines import compare_on_zoo, markdown

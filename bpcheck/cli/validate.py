@@ -36,7 +36,8 @@ from bpcheck.cases.generate import examples_for, generate_cases
 from bpcheck.cases.strategies import EDGE_SHARE
 from bpcheck.core.spec import ACTIVATIONS, DTYPES, LOSSES
 from bpcheck.judge.classify import NOTES, REAL
-from bpcheck.report.report import DEFAULT_SEED, _choices  # same flags, same cases as `bpcheck report`
+from bpcheck.cli.options import choices  # same flags, same cases as `bpcheck report`
+from bpcheck.report.report import DEFAULT_SEED
 from bpcheck.run.signals import EXIT_INTERRUPTED, Interrupted
 
 MIN_CASES = 100       # a PASS needs at least this many checked cases (--min-cases)
@@ -283,9 +284,9 @@ def _reports(records, out_dir, verdict, sections, timing):
               help=f"Least share of cases from the edge families; the whole edge grid is drawn every "
                    f"round, more rounds where this asks for more, 0 draws none [default: {EDGE_SHARE}].")
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, help="Seed of the case generator.")
-@click.option("--dtypes", callback=_choices(DTYPES), help="Comma-separated subset (default: all).")
-@click.option("--losses", callback=_choices(LOSSES), help="Comma-separated subset (default: all).")
-@click.option("--activations", callback=_choices(ACTIVATIONS),
+@click.option("--dtypes", callback=choices(DTYPES), help="Comma-separated subset (default: all).")
+@click.option("--losses", callback=choices(LOSSES), help="Comma-separated subset (default: all).")
+@click.option("--activations", callback=choices(ACTIVATIONS),
               help="Comma-separated subset (default: all).")
 @click.option("--max-depth", default=6, show_default=True, type=click.IntRange(1, 64))
 @click.option("--max-params", default=None, type=click.IntRange(min=1),
@@ -316,7 +317,7 @@ def validate_command(target, exec_command, examples, min_cases, edge_share, seed
     discrepancy (class bug or precision); 2: usage or adapter error, or too little checked;
     130: interrupted (Ctrl-C, SIGTERM): the report holds what was judged, --resume continues.
     """
-    from bpcheck.report.report import default_jobs
+    from bpcheck.cli.options import default_jobs
     from bpcheck.run.signals import interruptible
     if bool(target) == bool(exec_command):
         raise click.UsageError("give exactly one of TARGET or --exec COMMAND")
@@ -340,9 +341,9 @@ def validate_command(target, exec_command, examples, min_cases, edge_share, seed
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--dtypes", callback=_choices(DTYPES), help="Comma-separated subset (default: all).")
-@click.option("--losses", callback=_choices(LOSSES), help="Comma-separated subset (default: all).")
-@click.option("--activations", callback=_choices(ACTIVATIONS),
+@click.option("--dtypes", callback=choices(DTYPES), help="Comma-separated subset (default: all).")
+@click.option("--losses", callback=choices(LOSSES), help="Comma-separated subset (default: all).")
+@click.option("--activations", callback=choices(ACTIVATIONS),
               help="Comma-separated subset (default: all).")
 def export_vectors_command(directory, dtypes, losses, activations):
     """Write the golden vectors (fixed, versioned cases with float64 truth) into DIRECTORY."""
