@@ -184,3 +184,14 @@ def test_gelu_as_its_tanh_approximation_is_jaxs_convention_and_a_wrong_form_is_n
     wrong = check_op("gelu", torch=lambda x: 0.5 * x * (1 + torch.tanh(0.8 * x)), dtypes=("float64",),
                      per_family=2, shrink=False)
     assert wrong.verdict == "fail", wrong.summary()
+
+
+def test_a_scale_hint_names_a_count_only_when_the_case_has_that_many_entries():
+    from bpcheck.opcheck.judge import largest_count, scale_hint
+    row = lambda scale: {"scale": scale, "cosine": 1.0}  # noqa: E731
+    most = largest_count({"x": np.zeros((2, 3))}, {}, np.zeros(4))
+    assert most == 6
+    assert scale_hint(row(4.0), most) == ["4 times the truth: a sum over 4 entries where a mean was due?"]
+    assert scale_hint(row(1 / 6), most) == ["1/6 of the truth: divided by 6 once too often?"]
+    assert scale_hint(row(2649427521338299.0), most) == [] and scale_hint(row(1 / 7), most) == []
+    assert scale_hint(row(2649427521338299.0)) != []          # the bound is what drops it

@@ -35,7 +35,7 @@ from bpcheck.ops.graph import bound, truth
 from bpcheck.opcheck.graph_candidates import GraphCandidate, python_candidate
 from bpcheck.ops.graph_cases import draw_graph_case
 from bpcheck.opcheck.graph_local import judge_locally
-from bpcheck.opcheck.judge import compare_tensor, scale_hint, slip_hints
+from bpcheck.opcheck.judge import compare_tensor, largest_count, scale_hint, slip_hints
 
 __all__ = ["check_graph", "assert_graph", "GraphReport", "judge_graph_case", "locate"]
 
@@ -139,7 +139,7 @@ def locate(case, rows, got, t, s):
     parts = t["parts"][value]
     if len(consumers) == 1:
         node, slot = consumers[0]
-        hints = _node_hints(case, t, node, slot, g) + _ignored_cotangent(case, wrong) + scale_hint(wrong)
+        hints = _node_hints(case, t, node, slot, g) + _ignored_cotangent(case, wrong) + _scale_hint(case, wrong)
         return {"node": node, "tensor": name, "hints": hints,
                 "words": f"node {node} ({graph.node(node).op}): its backward gives a wrong d{slot} "
                          f"(its own delta is right{'' if f'delta {node}' in got else ' as far as the leaves show'})"}
@@ -153,9 +153,14 @@ def locate(case, rows, got, t, s):
             return {"node": node, "tensor": name, "hints": hints,
                     "words": f"node {node} ({graph.node(node).op}): its backward gives a wrong d{slot} "
                              f"({value} also feeds {', '.join(c for c, _ in consumers if c != node)})"}
-    return {"node": None, "tensor": name, "hints": scale_hint(wrong),
+    return {"node": None, "tensor": name, "hints": _scale_hint(case, wrong),
             "words": f"{value} feeds {', '.join(c for c, _ in consumers)}; the sum of their parts is wrong "
                      f"and matches no subset of them: one of their backwards is wrong"}
+
+
+def _scale_hint(case, wrong):
+    """``scale_hint`` with the counts a sum in this case could run over."""
+    return scale_hint(wrong, largest_count(case.values, case.constants, case.cotangent))
 
 
 def locate_node(case, rows, result, parts):
@@ -176,7 +181,7 @@ def locate_node(case, rows, result, parts):
     fan = _fan_out(g, exact, bounds, case.dtype) if g is not None else None
     if fan is not None:
         return _assigned(value, wrong["tensor"], list(exact), fan)
-    return {"node": value, "tensor": wrong["tensor"], "hints": scale_hint(wrong),
+    return {"node": value, "tensor": wrong["tensor"], "hints": _scale_hint(case, wrong),
             "words": f"{value} feeds {', '.join(k.split('.')[0] for k in exact)}; each node's part is exact at "
                      f"your values, their sum is not your gradient"}
 

@@ -29,7 +29,7 @@ from bpcheck.judge.compare import SAFETY, metrics, underflow_floor
 from bpcheck.ops.algebra import UNIT_ROUNDOFF, Plain
 from bpcheck.core.rounding import norm2
 
-__all__ = ["judge", "tensor_names", "compare_tensor", "slip_hints", "scale_hint"]
+__all__ = ["judge", "tensor_names", "compare_tensor", "slip_hints", "scale_hint", "largest_count"]
 
 
 def tensor_names(op):
@@ -124,7 +124,17 @@ def slip_hints(op, case, tensor, g, t):
     return hints
 
 
-def scale_hint(row):
+def largest_count(*groups):
+    """The most entries any one array in ``groups`` (dicts of arrays, or arrays) holds: the largest count a
+    sum or mean in the case could run over."""
+    sizes = [np.size(v) for g in groups for v in (g.values() if isinstance(g, dict) else (g,)) if v is not None]
+    return max(sizes, default=1)
+
+
+def scale_hint(row, most=None):
+    """A hint when the wrong tensor is the truth times a telling factor: 2, 1/2, -1, or an integer n (or
+    1/n) that could be a count of entries -- at most ``most``, the case's ``largest_count`` (None: no
+    bound; a factor of 10^15 on a case of six entries is not a count, it is a different formula)."""
     scale = row.get("scale", math.nan)
     if not math.isfinite(scale) or abs(row.get("cosine", 0.0)) < 0.999:
         return []
@@ -133,9 +143,10 @@ def scale_hint(row):
                          (-1.0, "the truth with its sign flipped")):
         if abs(scale - value) < 1e-3 * abs(value):
             return [words]
-    if scale > 2.5 and abs(scale - round(scale)) < 1e-3 * scale:
+    count = (lambda n: most is None or n <= most)
+    if scale > 2.5 and abs(scale - round(scale)) < 1e-3 * scale and count(round(scale)):
         return [f"{round(scale)} times the truth: a sum over {round(scale)} entries where a mean was due?"]
-    if 0 < scale < 0.4 and abs(1 / scale - round(1 / scale)) < 1e-3 / scale:
+    if 0 < scale < 0.4 and abs(1 / scale - round(1 / scale)) < 1e-3 / scale and count(round(1 / scale)):
         return [f"1/{round(1 / scale)} of the truth: divided by {round(1 / scale)} once too often?"]
     return []
 
@@ -170,7 +181,8 @@ def judge(op, case, result, truth, bound):
                 if tied["status"] == "pass":
                     row.update(status="tie", message="a convex combination of tied maxima")
                     continue
-        row["hints"] = slip_hints(op, case, row["tensor"], g, t) + scale_hint(row)
+        row["hints"] = (slip_hints(op, case, row["tensor"], g, t)
+                        + scale_hint(row, largest_count(case.inputs, case.constants, case.cotangent)))
         if op.locate is not None and np.all(np.isfinite(g)):
             row["hints"] += op.locate(case, row["tensor"], np.asarray(g, dtype=np.float64), t, row["allowed"])
     statuses = {r["status"] for r in rows}
