@@ -73,26 +73,52 @@ def _ratio(a, b):
 
 
 def _tie_fit(op, case, g, dout):
-    """The convex combination of tied maxima closest to ``g`` (the input gradient), or None if no
-    window has a tie. Solves min ||A w - g|| with w >= 0, where column (o, j) puts dout[o] at tied
-    position j of output o, and each output's weights are tied to sum to 1 by heavily weighted rows."""
+    """(fit, slack) or None if no window has a tie: ``fit`` is the convex combination of tied maxima
+    closest to ``g`` (the input gradient); ``slack`` per input entry, in units of u, what a candidate's
+    shares can be off by: each share dout[o] w rounds once and the k windows' shares at one position
+    are summed, (k + 1) times the sum of |dout[o] w| there.
+
+    A window whose tied positions no other window reads takes the candidate's own shares, g / dout[o]
+    (clipped at 0, scaled to sum to 1): exact where ``g`` is a split. Windows that share a tied position
+    (overlapping pools) are fitted together: min ||A w - g|| with w >= 0, column (o, j) putting dout[o]
+    at tied position j of output o, each output's weights held to sum 1 by heavily weighted rows
+    (non-negative least squares), then scaled to sum to 1."""
     groups = op.ties(case.inputs, case.constants, case.hyper)
     if not any(len(pos) > 1 for pos in groups):
         return None
-    cols = []
     size = g.size
+    gflat = np.asarray(g, dtype=np.float64).ravel()
     dflat = np.asarray(dout, dtype=np.float64).ravel()
-    heavy = 1e6 * max(float(np.max(np.abs(dflat), initial=0.0)), 1.0)
+    readers = np.zeros(size, dtype=int)
+    for positions in groups:
+        readers[list(positions)] += 1
+    weights = [None] * len(groups)
+    shared = [o for o, pos in enumerate(groups) if np.any(readers[list(pos)] > 1)]
     for o, positions in enumerate(groups):
-        for p in positions:
-            col = np.zeros(size + len(groups))
-            col[p] = dflat[o]
-            col[size + o] = heavy
-            cols.append(col)
-    a = np.stack(cols, axis=1)
-    b = np.concatenate([np.asarray(g, dtype=np.float64).ravel(), np.full(len(groups), heavy)])
-    w, _ = nnls(a, b, maxiter=50 * a.shape[1])
-    return (a[:size] @ w).reshape(g.shape)
+        if o in shared:
+            continue
+        w = np.clip(gflat[list(positions)] / dflat[o], 0.0, None) if dflat[o] != 0 else np.zeros(len(positions))
+        weights[o] = w / w.sum() if w.sum() > 0 else np.full(len(positions), 1.0 / len(positions))
+    if shared:
+        heavy = 1e6 * max(float(np.max(np.abs(dflat), initial=0.0)), 1.0)
+        cols, owner = [], []
+        for k, o in enumerate(shared):
+            for p in groups[o]:
+                col = np.zeros(size + len(shared))
+                col[p], col[size + k] = dflat[o], heavy
+                cols.append(col)
+                owner.append(o)
+        w, _ = nnls(np.stack(cols, axis=1), np.concatenate([gflat, np.full(len(shared), heavy)]),
+                    maxiter=50 * len(cols))
+        owner = np.asarray(owner)
+        for o in shared:
+            mine = w[owner == o]
+            weights[o] = mine / mine.sum() if mine.sum() > 0 else np.full(len(mine), 1.0 / len(mine))
+    fit, share = np.zeros(size), np.zeros(size)
+    for o, positions in enumerate(groups):
+        np.add.at(fit, list(positions), dflat[o] * weights[o])
+        np.add.at(share, list(positions), np.abs(dflat[o] * weights[o]))
+    return fit.reshape(g.shape), ((readers + 1) * share).reshape(g.shape)
 
 
 def _kink_fit(op, case, name, g, t):
@@ -175,9 +201,10 @@ def judge(op, case, result, truth, bound):
                 row.update(status="kink", message="a valid subgradient at a kink")
                 continue
         if op.ties is not None and row["tensor"] == "dx" and np.all(np.isfinite(g)):
-            fit = _tie_fit(op, case, g, case.cotangent)
-            if fit is not None:
-                tied = compare_tensor("dx", g, fit, bound["x"], case.dtype)
+            fitted = _tie_fit(op, case, g, case.cotangent)
+            if fitted is not None:
+                fit, slack = fitted
+                tied = compare_tensor("dx", g, fit, np.asarray(bound["x"]) + slack, case.dtype)
                 if tied["status"] == "pass":
                     row.update(status="tie", message="a convex combination of tied maxima")
                     continue
