@@ -213,16 +213,20 @@ def kink_entries(case, truth, bounds):
     return out
 
 
-def kink_truth(case, truth, flips):
-    """The truth with the other one-sided derivative at ``flips`` [(layer, row, unit)]: truth plus
-    the change that makes in BP1-BP4, computed in float64 by the records' walker
-    (``bpcheck.ops.network.backward``: exact values, exact difference in form)."""
+def kink_truth(case, truth, flips, fraction=None):
+    """The truth with the other one-sided derivative at ``flips`` [(layer, row, unit)] -- or, given a
+    ``fraction`` t in [0, 1], the subgradient lo + t (hi - lo) there -- : truth plus the change that
+    makes in BP1-BP4, computed in float64 by the records' walker (``bpcheck.ops.network.backward``:
+    exact values, exact difference in form)."""
     spec = case.spec
     x, params, a, base = network.at_truth(case, truth)
     other = [d.copy() for d in base]
     for i, b, j in flips:
         left, right = one_sided(spec["layers"][i]["activation"])
-        other[i][b, j] = right if base[i][b, j] == left else left
+        if fraction is None:
+            other[i][b, j] = right if base[i][b, j] == left else left
+        else:
+            other[i][b, j] = left + fraction * (right - left)
     d0 = network.backward(spec, params, x, case.y, a, base)
     d1 = network.backward(spec, params, x, case.y, a, other)
     alt = {"loss": truth["loss"], "activations": truth["activations"], "pre_activations": truth["pre_activations"],
@@ -256,6 +260,7 @@ def _kinks(case, result, truth, bounds, failing):
     if not entries or not affected:
         return
     keys = [(i, b, j) for i, b, j, _ in entries]
+    exact_keys = [(i, b, j) for i, b, j, e in entries if e]
     best = (_fails_against(result, truth, affected)[0], ())
 
     def trial(flips):
@@ -272,7 +277,6 @@ def _kinks(case, result, truth, bounds, failing):
         # one choice of side made throughout (relu'(0) = 1 everywhere, in one layer, at exact zeros)
         # first: single flips cannot find it where each alone moves a sum the wrong way
         layers = sorted({k[0] for k in keys})
-        exact_keys = [(i, b, j) for i, b, j, e in entries if e]
         uniform = [exact_keys, keys] + [[k for k in group if k[0] == i] for group in (exact_keys, keys)
                                         for i in layers]
         if not any(trial(tuple(sorted(set(flips)))) for flips in uniform if flips):
@@ -284,20 +288,53 @@ def _kinks(case, result, truth, bounds, failing):
                     trial(tuple(sorted(current ^ {key})))
                     if best[0] < before:
                         current, improved = set(best[1]), True
+    fraction = None
+    if best[0] > 0 and exact_keys:
+        # one subgradient strictly between the sides, the same at every exact zero (relu'(0) = 1/2,
+        # np.heaviside(z, 0.5)), in all layers or in one: its fraction fitted to the result
+        groups = [exact_keys] + [[k for k in exact_keys if k[0] == i] for i in sorted({k[0] for k in exact_keys})]
+        for group in (tuple(g) for g in dict.fromkeys(map(tuple, groups))):
+            for t in (_fitted_fraction(case, result, truth, group, affected), 0.5):
+                excess = _fails_against(result, kink_truth(case, truth, group, t), affected)[0]
+                if excess < best[0]:
+                    best, fraction = (excess, group), t
     if not best[1]:
         return
-    alt = kink_truth(case, truth, best[1])
+    alt = kink_truth(case, truth, best[1], fraction)
     _, passing = _fails_against(result, alt, affected)
-    exact = {(i, b, j) for i, b, j, e in entries if e}
+    exact = set(exact_keys)
     flipped = set(best[1])
     leaky_at_zero = all(k in exact and case.spec["layers"][k[0]]["activation"] == "leaky_relu" for k in flipped)
-    how = (f"matches the truth with the other one-sided derivative at {len(flipped)} input(s) at the kink "
-           f"({sum(k in exact for k in flipped)} exactly 0)")
-    if leaky_at_zero:
+    if fraction is None:
+        how = (f"matches the truth with the other one-sided derivative at {len(flipped)} input(s) at the kink "
+               f"({sum(k in exact for k in flipped)} exactly 0)")
+    else:
+        name = case.spec["layers"][best[1][0][0]]["activation"]
+        lo, hi = one_sided(name)
+        how = (f"matches the truth with {name}'(0) = {lo + fraction * (hi - lo):.6g} at {len(flipped)} input(s) "
+               f"exactly 0: any value between the one-sided derivatives {lo:g} and {hi:g} is a subgradient")
+    if leaky_at_zero and fraction is None:
         how += "; leaky_relu'(0) = 1 is jax.nn.leaky_relu's convention (where(x >= 0, ...))"
     for r, ok in zip(affected, passing):
         if ok:
             r.update({"class": "kink", "note": how})
+
+
+def _fitted_fraction(case, result, truth, group, rows):
+    """The t in [0, 1] whose subgradient lo + t (hi - lo) at ``group`` best explains the result: the
+    least-squares t over the rows' tensors (exact where the truth is affine in t, one layer's kinks)."""
+    t0, t1 = kink_truth(case, truth, group, 0.0), kink_truth(case, truth, group, 1.0)
+    num = den = 0.0
+    for r in rows:
+        g, a, b = (lookup(v, r["layer"], r["tensor"]) for v in (result, t0, t1))
+        if g is None or a is None or b is None:
+            continue
+        g, a, b = (np.asarray(v, np.float64) for v in (g, a, b))
+        if g.shape != a.shape or not np.all(np.isfinite(g)):
+            continue
+        d = b - a
+        num, den = num + float(np.sum((g - a) * d)), den + float(np.sum(d * d))
+    return float(np.clip(num / den, 0.0, 1.0)) if den > 0 else 0.5
 
 
 # ---- documented conventions ---------------------------------------------------------
