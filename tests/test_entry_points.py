@@ -221,3 +221,23 @@ def test_the_state_check_says_which_call_leaked():
     backend = load_target("reference")
     with np.errstate(all="ignore"):
         assert judge(case, backend.run(case), rerun=backend.run).findings == []
+
+
+def test_an_internal_error_exits_3_not_1(monkeypatch, capsys):
+    """A failure of bpcheck's own (here: a command module that cannot be imported) must not read as a
+    verdict on the code under test: exit 3, with the traceback."""
+    import builtins
+    from bpcheck.cli import entry
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "bpcheck.cli.cli":
+            raise ImportError("cannot import name '_choices'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", broken)
+    monkeypatch.delitem(sys.modules, "bpcheck.cli.cli", raising=False)
+    monkeypatch.setattr(sys, "argv", ["bpcheck", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        entry.run()
+    assert stop.value.code == 3
+    assert "internal error" in capsys.readouterr().err

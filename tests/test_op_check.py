@@ -195,3 +195,13 @@ def test_a_scale_hint_names_a_count_only_when_the_case_has_that_many_entries():
     assert scale_hint(row(1 / 6), most) == ["1/6 of the truth: divided by 6 once too often?"]
     assert scale_hint(row(2649427521338299.0), most) == [] and scale_hint(row(1 / 7), most) == []
     assert scale_hint(row(2649427521338299.0)) != []          # the bound is what drops it
+
+
+def test_an_op_the_module_cannot_be_called_for_is_exit_2_not_a_failure(tmp_path):
+    module = tmp_path / "only_affine.py"
+    module.write_text((ROOT / "reference" / "layers.py").read_text().split("def batchnorm_forward")[0])
+    no_signature = _run(["op", "softmax", "--layers", str(REFERENCE)], tmp_path)
+    missing = _run(["op", "batchnorm", "--layers", str(module)], tmp_path)
+    assert no_signature.returncode == 2 and "no CS231n-style signature" in no_signature.stdout + no_signature.stderr
+    assert missing.returncode == 2 and "defines no batchnorm_forward" in missing.stdout + missing.stderr
+    assert "FAIL" not in missing.stdout and "FAIL" not in no_signature.stdout

@@ -308,9 +308,15 @@ class SoftmaxCrossEntropy(Loss):
         self.value = float(row_loss.sum() / B)
         self.G = (self.p - onehot) / B
         rel_p = K_FN + np.abs(shifted) + 3 + math.sqrt(D)        # exp, the shift, the sum, the division
-        self.rho_G = (self.p * rel_p + np.abs(self.p - onehot)) / B
         log_S = np.log(S[:, 0])
+        # or p = exp(z - lse) and -log p_y = lse - z_y with lse = max + log S formed first (x - logsumexp(x)):
+        # the exponent then rounds by u (|lse| + |z - lse|) absolutely, large where the logits are
+        lse = a.max(axis=1) + log_S
+        rel_p = np.maximum(rel_p, K_FN * (1 + np.abs(log_S[:, None])) + np.abs(lse[:, None])
+                           + np.abs(a - lse[:, None]) + 3 + math.sqrt(D))
+        self.rho_G = (self.p * rel_p + np.abs(self.p - onehot)) / B
         row_err = K_FN * np.abs(log_S) + 1 + K_FN + math.sqrt(D) + np.abs(shifted[rows, y]) + row_loss
+        row_err = np.maximum(row_err, K_FN * np.abs(log_S) + 1 + K_FN + math.sqrt(D) + np.abs(lse) + row_loss)
         self.rho_L = math.sqrt(np.sum(row_err**2) / B**2
                                + sum_rounding_sq(np.sum((row_loss / B) ** 2), self.value, B))
 

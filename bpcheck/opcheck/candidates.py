@@ -121,13 +121,13 @@ def cs231n(module, name=None, extended=False):
 
     def call(op, case, given):
         if op.cs231n is None:
-            raise CandidateError(f"{op.name} has no CS231n-style signature")
+            raise CandidateFatal(f"{op.name} has no CS231n-style signature (check it with --torch, --jax or --exec)")
         fwd_name, bwd_name, invoke, unpack = op.cs231n[:4]
         if not extended and len(op.cs231n) > 4 and op.cs231n[4] is not None and not op.cs231n[4](case.hyper):
             raise Unsupported(f"{op.name} {case.hyper}: beyond CS231n's signature (pass extended)")
         fwd = getattr(module, fwd_name, None)
         if fwd is None:
-            raise CandidateError(f"{name or module.__name__} defines no {fwd_name}")
+            raise CandidateFatal(f"{name or module.__name__} defines no {fwd_name}")
         a = {k: given[k] for k in case.inputs}
         c = {k: given[k] for k in case.constants}
         if bwd_name is None:                              # forward returns (loss, grads)
@@ -136,7 +136,7 @@ def cs231n(module, name=None, extended=False):
             return out, {k: None if g is None else np.asarray(g) * case.cotangent for k, g in grads.items()}
         bwd = getattr(module, bwd_name, None)
         if bwd is None:
-            raise CandidateError(f"{name or module.__name__} defines no {bwd_name}")
+            raise CandidateFatal(f"{name or module.__name__} defines no {bwd_name}")
         reply = invoke(fwd, a, c, dict(case.hyper))
         if not isinstance(reply, tuple) or len(reply) != 2:
             raise CandidateError(f"{fwd_name} returned {type(reply).__name__}, not (out, cache)")

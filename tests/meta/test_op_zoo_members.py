@@ -294,12 +294,13 @@ def embedding(N=2, T=4, V=5, D=3, distinct=False):
     return make
 
 
-def cross_entropy(N=4, C=3, reduction="mean", smoothing=0.0, ignored=0):
+def cross_entropy(N=4, C=3, reduction="mean", smoothing=0.0, ignored=0, offsets=None):
+    """Logits (rows shifted by ``offsets`` where given), labels (the first ``ignored`` ignored), options."""
     def make(rng):
         y = rng.integers(0, C, N)
         y[:ignored] = -100
-        return [2 * rng.standard_normal((N, C)), y.astype(np.int64),
-                {"ignore_index": -100, "label_smoothing": smoothing, "reduction": reduction}]
+        x = 2 * rng.standard_normal((N, C)) + (0 if offsets is None else np.asarray(offsets, float)[:, None])
+        return [x, y.astype(np.int64), {"ignore_index": -100, "label_smoothing": smoothing, "reduction": reduction}]
     return make
 
 
@@ -397,6 +398,8 @@ REGIONS = {
                                                      outside=cross_entropy(C=5, smoothing=0.0)),
     "bug_cross_entropy_mean_no_1_over_n.py": dict(region=cross_entropy(reduction="mean"),
                                                   outside=cross_entropy(reduction="sum")),
+    "bug_cross_entropy_smoothing_on_ignored.py": dict(region=cross_entropy(N=5, ignored=2, smoothing=0.2),
+                                                      outside=cross_entropy(N=5, smoothing=0.2)),
 
     "bug_rnn_step_tanh_prime_of_preactivation.py": dict(region=recurrent(sequence=False),
                                                         also_wrong=("dprev_h", "dWx", "dWh", "db")),

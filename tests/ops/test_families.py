@@ -159,6 +159,13 @@ EXPLAIN = {
 }
 
 
+def _large_logits(op, case):
+    """Some row's max past exp's overflow, and row maxima further apart than exp's underflow."""
+    peaks = np.max(_main(op, case), axis=-1)
+    info = np.finfo(case.dtype)
+    return bool(peaks.max() > np.log(info.max) and np.ptp(peaks) > -np.log(info.tiny))
+
+
 def _main(op, case):
     """The op's first differentiable input (x, or a loss's predictions a), in float64."""
     return np.asarray(case.inputs[op.inputs[0]], dtype=np.float64)
@@ -214,7 +221,8 @@ PREDICATES = {
     # cross-entropy
     "some_ignored": lambda op, c: 0 < int(np.sum(_labels(c)[0] == _labels(c)[1])) < _labels(c)[0].size,
     "all_ignored": lambda op, c: bool(np.all(_labels(c)[0] == _labels(c)[1])),
-    "smoothing": lambda op, c: c.hyper["label_smoothing"] > 0,
+    "smoothing": lambda op, c: (c.hyper["label_smoothing"] > 0
+                                and 0 < int(np.sum(_labels(c)[0] == _labels(c)[1])) < _labels(c)[0].size),
     "confident": lambda op, c: _confident(c),
     "one_class": lambda op, c: _main(op, c).shape[1] == 1,
     # cross-entropy, affine and losses
@@ -234,6 +242,7 @@ PREDICATES = {
     "peaked": lambda op, c: bool(np.any(np.ptp(_main(op, c), axis=-1) >= -np.log(np.finfo(c.dtype).tiny))),
     "one_column": lambda op, c: _main(op, c).shape[-1] == 1,
     "tied_rows": lambda op, c: _main(op, c).shape[-1] >= 2 and bool(np.all(np.ptp(_main(op, c), axis=-1) == 0)),
+    "large_logits": lambda op, c: _large_logits(op, c),
     # affine
     "nd_input": lambda op, c: _main(op, c).ndim >= 3,
     "large_fan_in": lambda op, c: int(np.prod(_main(op, c).shape[1:])) >= 64,

@@ -9,16 +9,21 @@ For logits x (N, C) and labels y (N,), with q_n = (1 - eps) onehot(y_n) + eps / 
 VJP: dx_n = w_n (softmax(x_n) - q_n) with w_n = dout_n ("none"), dout ("sum") or dout / #kept ("mean"), and
 0 for ignored rows. A "mean" over no kept label is 0/0 (torch gives NaN); it is not drawn.
 ``softmax_loss`` is CS231n's: reduction "mean", no smoothing, nothing ignored, returning (loss, dx).
+Families beyond the common ones: some / all labels ignored, smoothing (always with some rows ignored and
+some kept: smoothing must skip the ignored rows), confident logits, batch 1, one class, and
+``large_logits`` (rows at +-760, +-110 in float32: the log-sum-exp must subtract each row's own max).
 """
 import numpy as np
 
 from bpcheck.ops.algebra import floats
+from bpcheck.ops.catalog.softmax import large_logits
 from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
 from bpcheck.ops.running import loss_rule
 
 __all__ = ["CROSS_ENTROPY", "SOFTMAX_LOSS"]
 
-FAMILIES = COMMON_FAMILIES + ("some_ignored", "all_ignored", "smoothing", "confident", "batch1", "one_class")
+FAMILIES = COMMON_FAMILIES + ("some_ignored", "all_ignored", "smoothing", "confident", "batch1", "one_class",
+                              "large_logits")
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -26,6 +31,8 @@ def _draw_with(rng, family, dtype, *, options=True):
     n = 1 if family == "batch1" else int(rng.integers(2, 6))
     c = 1 if family == "one_class" else int(rng.integers(2, 7))
     x = rng.standard_normal((n, c)) * rng.uniform(0.5, 3.0)
+    if family == "large_logits":
+        x = large_logits(rng, n, c, dtype)
     y = rng.integers(0, c, size=n)
     if family == "confident":                                # the label's logit 15 or more above every other
         x[np.arange(n), y] = x.max(axis=1) + rng.uniform(15, 40 if dtype == "float32" else 60, size=n)
@@ -35,7 +42,7 @@ def _draw_with(rng, family, dtype, *, options=True):
         if family == "all_ignored" and reduction == "mean":
             reduction = "sum"
         ignore = int(rng.choice([-100, -1]))
-        if family == "some_ignored":                         # n >= 2: at least one ignored, at least one kept
+        if family in ("some_ignored", "smoothing"):          # n >= 2: at least one ignored, at least one kept
             order = rng.permutation(n)
             y[order[: int(rng.integers(1, n))]] = ignore
         if family == "all_ignored":
@@ -54,13 +61,15 @@ def _parts(ns, a, c, h):
     shifted = x - peak
     expd = ns.exp(shifted)
     total = ns.sum(expd, 1, keepdims=True)
-    logp = shifted - ns.log(total)
+    # x - logsumexp(x), the log-sum-exp formed first (scipy.special.logsumexp, torch.logsumexp), is as
+    # correct: its rounding is u |x| absolute, what large logits make visible
+    logp = ns.either(shifted - ns.log(total), x - (peak + ns.log(total)))
     eps = h.get("label_smoothing", 0.0)
     onehot = np.zeros((n, k))
     onehot[rows[kept], y[kept]] = 1.0
     q = (ns.const(onehot) * (ns.const(1.0) - ns.const(eps)) + ns.const(eps) / ns.const(float(k))) if eps \
         else ns.const(onehot)                                 # eps is the given float; q's roundings are modelled
-    return logp, expd / total, q, kept
+    return logp, ns.either(expd / total, ns.exp(x - (peak + ns.log(total)))), q, kept
 
 
 def _weights(ns, h, kept, dout):
@@ -155,7 +164,7 @@ SOFTMAX_LOSS = Op(
     definition="CS231n's softmax_loss(x, y) -> (loss, dx): mean softmax cross-entropy over N",
     inputs=("x",), constants=("y",), forward=_forward, vjp=_vjp,
     draw=lambda rng, family, dtype: _draw_with(rng, family, dtype, options=False),
-    families=COMMON_FAMILIES + ("confident", "batch1", "one_class"),
+    families=COMMON_FAMILIES + ("confident", "batch1", "one_class", "large_logits"),
     torch=lambda torch, a, c, h: torch.nn.functional.cross_entropy(a["x"], c["y"]),
     jax=lambda jax, a, c, h: -jax.numpy.mean(jax.numpy.take_along_axis(
         jax.nn.log_softmax(a["x"], axis=1), c["y"][:, None], axis=1)),

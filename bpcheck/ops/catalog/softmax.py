@@ -6,6 +6,8 @@ softmax:     out = p = exp(x - max x) / sum exp(x - max x); VJP (the Jacobian di
 log_softmax: out = x - max x - log sum exp(x - max x); VJP (the Jacobian I - 1 p^T applied to dout):
              dx = dout - p sum(dout). Where a row spans past exp's underflow, p rounds to 0 and
              log(softmax(x)) is -inf while the definition is finite (family ``peaked``).
+Family ``large_logits``: rows at +-760 (float64; +-110 in float32), where exp without the row's max
+subtracted overflows and a shift by the batch's maximum underflows a whole row.
              torch.log_softmax(x, -1); jax.nn.log_softmax.
 """
 import numpy as np
@@ -15,13 +17,25 @@ from bpcheck.ops.record import COMMON_FAMILIES, Draw, Op, Slip
 
 __all__ = ["SOFTMAX", "LOG_SOFTMAX"]
 
-FAMILIES = COMMON_FAMILIES + ("peaked", "one_column", "tied_rows")
+FAMILIES = COMMON_FAMILIES + ("peaked", "one_column", "tied_rows", "large_logits")
 SPAN = {"float32": 110.0, "float64": 760.0}       # a row spanning past exp's underflow
 
 
+def large_logits(rng, n, c, dtype):
+    """Logits (n >= 2 rows) whose rows sit at offsets +SPAN and -SPAN (alternating from a drawn first
+    sign), each spread by a unit normal: exp of a row without its max subtracted overflows, and a row
+    shifted by the *batch's* maximum underflows to an all-zero sum (log 0)."""
+    sign = rng.choice([-1.0, 1.0])
+    offsets = SPAN[dtype] * sign * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    return offsets[:, None] + rng.standard_normal((n, c))
+
+
 def _draw(rng, family, dtype):
-    shape = (int(rng.integers(1, 5)), 1 if family == "one_column" else int(rng.integers(2, 7)))
+    shape = (int(rng.integers(2 if family == "large_logits" else 1, 5)),
+             1 if family == "one_column" else int(rng.integers(2, 7)))
     x = rng.standard_normal(shape) * 2.0
+    if family == "large_logits":
+        x = large_logits(rng, *shape, dtype)
     if family == "peaked":                                  # each row from 0 down to past exp's underflow
         x = rng.uniform(-SPAN[dtype], 0.0, size=shape)
         x[:, 0], x[:, -1] = 0.0, -SPAN[dtype]
@@ -34,7 +48,9 @@ def _probabilities(ns, x):
     rows = np.arange(x.shape[0])
     peak = x[rows, np.argmax(floats(x), axis=1)].reshape(-1, 1)     # an exact selection
     e = ns.exp(x - peak)
-    return e / ns.sum(e, 1, keepdims=True)
+    total = ns.sum(e, 1, keepdims=True)
+    # exp(x - logsumexp(x)) is as correct: the exponent's rounding, u |x|, is what large logits show
+    return ns.either(e / total, ns.exp(x - (peak + ns.log(total))))
 
 
 def _forward(ns, a, c, h):
@@ -59,8 +75,10 @@ SOFTMAX = Op(
 def _log_forward(ns, a, c, h):
     x = a["x"]
     rows = np.arange(x.shape[0])
-    shifted = x - x[rows, np.argmax(floats(x), axis=1)].reshape(-1, 1)       # an exact selection
-    return shifted - ns.log(ns.sum(ns.exp(shifted), 1, keepdims=True))
+    peak = x[rows, np.argmax(floats(x), axis=1)].reshape(-1, 1)               # an exact selection
+    shifted = x - peak
+    total = ns.sum(ns.exp(shifted), 1, keepdims=True)
+    return ns.either(shifted - ns.log(total), x - (peak + ns.log(total)))     # or x - logsumexp(x)
 
 
 def _log_vjp(ns, a, c, h, dout):
