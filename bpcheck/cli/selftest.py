@@ -119,26 +119,26 @@ def selftest_command(zoo, only, jobs, false_alarms, op_zoo, op_false_alarms, gra
         return
     if op_zoo:
         from bpcheck.opcheck.selftest import run as op_selftest
-        summary = op_selftest(out)
-        click.echo(f"op zoo: {summary['caught_every_seed']} of {summary['members']} caught on every one of "
-                   f"{summary['seeds']} seeds, {summary['right_tensor_every_seed']} at the expected tensor; "
-                   f"correct layers {summary['correct_pass_every_seed']} of {summary['correct_pairs']} pass; "
+        result = op_selftest(out)
+        click.echo(f"op zoo: {result['caught_every_seed']} of {result['members']} caught on every one of "
+                   f"{result['seeds']} seeds, {result['right_tensor_every_seed']} at the expected tensor; "
+                   f"correct layers {result['correct_pass_every_seed']} of {result['correct_pairs']} pass; "
                    f"wrote {out}/ops_selftest.md, .json")
-        sys.exit(0 if summary["caught_every_seed"] == summary["members"]
-                 and summary["correct_pass_every_seed"] == summary["correct_pairs"] else 1)
+        sys.exit(0 if result["caught_every_seed"] == result["members"]
+                 and result["correct_pass_every_seed"] == result["correct_pairs"] else 1)
     if op_false_alarms:
         from bpcheck.opcheck.campaign import run as op_campaign
-        summary = op_campaign(op_false_alarms, out=Path(out), jobs=jobs, echo=lambda m: click.echo(m, err=True))
-        click.echo(f"{summary['cases']} op cases, {summary['alarms']} false alarms in {summary['seconds']} s; "
+        result = op_campaign(op_false_alarms, out=Path(out), jobs=jobs, echo=lambda m: click.echo(m, err=True))
+        click.echo(f"{result['cases']} op cases, {result['alarms']} false alarms in {result['seconds']} s; "
                    f"wrote {out}/ops_false_alarms.md, .json, .jsonl")
-        sys.exit(1 if summary["alarms"] else 0)
+        sys.exit(1 if result["alarms"] else 0)
     if graph_false_alarms:
         from bpcheck.opcheck.graph_campaign import run as graph_campaign
-        summary = graph_campaign(graph_false_alarms, out=Path(out), jobs=jobs, resume=resume,
-                                 echo=lambda m: click.echo(m, err=True))
-        click.echo(f"{summary['cases']} graph cases ({summary['judgements']} judgements), {summary['alarms']} false "
-                   f"alarms in {summary['seconds']} s; wrote {out}/graph_false_alarms.md, .json, .jsonl")
-        sys.exit(1 if summary["alarms"] else 0)
+        result = graph_campaign(graph_false_alarms, out=Path(out), jobs=jobs, resume=resume,
+                                echo=lambda m: click.echo(m, err=True))
+        click.echo(f"{result['cases']} graph cases ({result['judgements']} judgements), {result['alarms']} false "
+                   f"alarms in {result['seconds']} s; wrote {out}/graph_false_alarms.md, .json, .jsonl")
+        sys.exit(1 if result["alarms"] else 0)
     if false_alarms:
         from bpcheck.proof.campaign import campaign_command_body
         sys.exit(campaign_command_body(false_alarms, zoo=zoo, jobs=jobs, out=out, seed=seed, resume=resume))
