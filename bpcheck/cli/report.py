@@ -124,15 +124,15 @@ def report_command(examples, seed, out, losses, activations, dtypes, max_depth, 
     sys.exit(ops_code)
 
 
-def _sub_report(title, build, units, wrote, failing_lines):
-    """Run one of the op and graph reports (``build() -> (cases, failing items)``), say what it did; 1
-    if anything fails, else 0."""
+def _sub_report(title, build, what, wrote):
+    """Run one of the op and graph reports, say what it did; 1 if anything fails, else 0. ``build() ->
+    (cases, [a line per failing item])``; ``what`` = (the cases' kind, the failing items' kind)."""
     start = time.perf_counter()
     click.echo(f"bpcheck report: {title}", err=True)
     cases, failing = build()
-    click.echo(f"{cases} {units} cases in {time.perf_counter() - start:.1f} s, {len(failing)} failing "
-               f"{'groups' if units == 'op' else 'runs'}; wrote {wrote}")
-    for line in failing_lines(failing):
+    click.echo(f"{cases} {what[0]} cases in {time.perf_counter() - start:.1f} s, {len(failing)} failing "
+               f"{what[1]}; wrote {wrote}")
+    for line in failing:
         click.echo(f"  {line}", err=True)
     return 1 if failing else 0
 
@@ -142,11 +142,11 @@ def _op_report(out, jobs):
     from bpcheck.opcheck.report import op_report
 
     def build():
-        report = op_report(out, jobs=jobs, echo=lambda line: None)
-        return sum(g["cases"] for g in report["groups"]), [g for g in report["groups"] if g["failing"]]
-    return _sub_report("the op catalog (reference, second implementation, torch, jax)", build, "op",
-                       f"{out}/ops.json, ops.md, ops.html, ops_cases.jsonl",
-                       lambda failing: [f"{g['op']} {g['dtype']} {g['who']}: {g['failing']} failing" for g in failing])
+        groups = op_report(out, jobs=jobs, echo=lambda line: None)["groups"]
+        return (sum(g["cases"] for g in groups),
+                [f"{g['op']} {g['dtype']} {g['who']}: {g['failing']} failing" for g in groups if g["failing"]])
+    return _sub_report("the op catalog (reference, second implementation, torch, jax)", build, ("op", "groups"),
+                       f"{out}/ops.json, ops.md, ops.html, ops_cases.jsonl")
 
 
 def _graph_report(out, jobs, seed):
@@ -155,9 +155,9 @@ def _graph_report(out, jobs, seed):
     from bpcheck.opcheck.graph_report import graph_report
 
     def build():
-        report = graph_report(out, seed=seed, jobs=jobs, echo=lambda line: None)
-        return sum(r["cases"] for r in report["runs"]), [r for r in report["runs"] if r["verdict"] == "fail"]
-    return _sub_report("whole networks (reference, records, torch, jax per architecture)", build, "graph",
-                       f"{out}/graphs.json, graphs.md, graphs.html",
-                       lambda failing: [f"{r['arch']} {r['candidate']} {r['dtype']}: {r['failures']} failing"
-                                        for r in failing])
+        runs = graph_report(out, seed=seed, jobs=jobs, echo=lambda line: None)["runs"]
+        return (sum(r["cases"] for r in runs),
+                [f"{r['arch']} {r['candidate']} {r['dtype']}: {r['failures']} failing"
+                 for r in runs if r["verdict"] == "fail"])
+    return _sub_report("whole networks (reference, records, torch, jax per architecture)", build,
+                       ("graph", "runs"), f"{out}/graphs.json, graphs.md, graphs.html")

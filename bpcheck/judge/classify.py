@@ -39,8 +39,8 @@ from bpcheck import ops
 from bpcheck.core import rounding
 from bpcheck.core.spec import ACTIVATIONS
 from bpcheck.judge.bounds import UNIT_ROUNDOFF
-from bpcheck.ops import network
 from bpcheck.judge.compare import SAFETY, TOLERANCE, allowed_error, lookup, metrics
+from bpcheck.ops import network
 
 REAL = ("bug", "precision")            # classes that fail a run
 NOTES = ("dtype_limit", "kink", "convention")   # classes that are reported, not failed (unless --strict)
@@ -213,27 +213,36 @@ def kink_entries(case, truth, bounds):
     return out
 
 
-def kink_truth(case, truth, flips, fraction=None):
-    """The truth with the other one-sided derivative at ``flips`` [(layer, row, unit)] -- or, given a
-    ``fraction`` t in [0, 1], the subgradient lo + t (hi - lo) there -- : truth plus the change that
-    makes in BP1-BP4, computed in float64 by the records' walker (``bpcheck.ops.network.backward``:
-    exact values, exact difference in form)."""
+def kink_truths(case, truth):
+    """``at(flips, fraction=None)``: the truth with the other one-sided derivative at ``flips`` [(layer,
+    row, unit)] -- or, given a ``fraction`` t in [0, 1], the subgradient lo + t (hi - lo) there -- :
+    truth plus the change that makes in BP1-BP4, computed in float64 by the records' walker
+    (``bpcheck.ops.network.backward``: exact values, exact difference in form). The walk at the
+    truth's own derivatives is done once, for every choice a search tries."""
     spec = case.spec
     x, params, a, base = network.at_truth(case, truth)
-    other = [d.copy() for d in base]
-    for i, b, j in flips:
-        left, right = one_sided(spec["layers"][i]["activation"])
-        if fraction is None:
-            other[i][b, j] = right if base[i][b, j] == left else left
-        else:
-            other[i][b, j] = left + fraction * (right - left)
     d0 = network.backward(spec, params, x, case.y, a, base)
-    d1 = network.backward(spec, params, x, case.y, a, other)
-    alt = {"loss": truth["loss"], "activations": truth["activations"], "pre_activations": truth["pre_activations"],
-           "grads": {k: truth["grads"][k] + d1["grads"][k] - d0["grads"][k] for k in truth["grads"]},
-           "deltas": {k: truth["deltas"][k] + d1["deltas"][k] - d0["deltas"][k] for k in truth["deltas"]},
-           "input_grad": truth["input_grad"] + d1["input_grad"] - d0["input_grad"]}
-    return alt
+
+    def at(flips, fraction=None):
+        other = [d.copy() for d in base]
+        for i, b, j in flips:
+            left, right = one_sided(spec["layers"][i]["activation"])
+            if fraction is None:
+                other[i][b, j] = right if base[i][b, j] == left else left
+            else:
+                other[i][b, j] = left + fraction * (right - left)
+        d1 = network.backward(spec, params, x, case.y, a, other)
+        return {"loss": truth["loss"], "activations": truth["activations"],
+                "pre_activations": truth["pre_activations"],
+                "grads": {k: truth["grads"][k] + d1["grads"][k] - d0["grads"][k] for k in truth["grads"]},
+                "deltas": {k: truth["deltas"][k] + d1["deltas"][k] - d0["deltas"][k] for k in truth["deltas"]},
+                "input_grad": truth["input_grad"] + d1["input_grad"] - d0["input_grad"]}
+    return at
+
+
+def kink_truth(case, truth, flips, fraction=None):
+    """One choice of ``kink_truths``."""
+    return kink_truths(case, truth)(flips, fraction)
 
 
 def _moved(change, row):
@@ -261,11 +270,12 @@ def _kinks(case, result, truth, bounds, failing):
         return
     keys = [(i, b, j) for i, b, j, _ in entries]
     exact_keys = [(i, b, j) for i, b, j, e in entries if e]
+    alt_at = kink_truths(case, truth)
     best = (_fails_against(result, truth, affected)[0], ())
 
     def trial(flips):
         nonlocal best
-        excess = _fails_against(result, kink_truth(case, truth, flips), affected)[0]
+        excess = _fails_against(result, alt_at(flips), affected)[0]
         if excess < best[0]:
             best = (excess, tuple(flips))
         return excess == 0
@@ -294,13 +304,13 @@ def _kinks(case, result, truth, bounds, failing):
         # np.heaviside(z, 0.5)), in all layers or in one: its fraction fitted to the result
         groups = [exact_keys] + [[k for k in exact_keys if k[0] == i] for i in sorted({k[0] for k in exact_keys})]
         for group in (tuple(g) for g in dict.fromkeys(map(tuple, groups))):
-            for t in (_fitted_fraction(case, result, truth, group, affected), 0.5):
-                excess = _fails_against(result, kink_truth(case, truth, group, t), affected)[0]
+            for t in (_fitted_fraction(alt_at, result, group, affected), 0.5):
+                excess = _fails_against(result, alt_at(group, t), affected)[0]
                 if excess < best[0]:
                     best, fraction = (excess, group), t
     if not best[1]:
         return
-    alt = kink_truth(case, truth, best[1], fraction)
+    alt = alt_at(best[1], fraction)
     _, passing = _fails_against(result, alt, affected)
     exact = set(exact_keys)
     flipped = set(best[1])
@@ -320,10 +330,11 @@ def _kinks(case, result, truth, bounds, failing):
             r.update({"class": "kink", "note": how})
 
 
-def _fitted_fraction(case, result, truth, group, rows):
+def _fitted_fraction(alt_at, result, group, rows):
     """The t in [0, 1] whose subgradient lo + t (hi - lo) at ``group`` best explains the result: the
-    least-squares t over the rows' tensors (exact where the truth is affine in t, one layer's kinks)."""
-    t0, t1 = kink_truth(case, truth, group, 0.0), kink_truth(case, truth, group, 1.0)
+    least-squares t over the rows' tensors (exact where the truth is affine in t, one layer's kinks);
+    ``alt_at`` is the case's ``kink_truths``."""
+    t0, t1 = alt_at(group, 0.0), alt_at(group, 1.0)
     num = den = 0.0
     for r in rows:
         g, a, b = (lookup(v, r["layer"], r["tensor"]) for v in (result, t0, t1))

@@ -44,7 +44,7 @@ from bpcheck import ops
 from bpcheck.opcheck import candidates as cand
 from bpcheck.ops.cases import cases
 from bpcheck.opcheck.check import check_op, judge_case
-from bpcheck.opcheck.baselines_markdown import DTYPES, TOOLS, mark_clean, markdown, rel_path, summarise
+from bpcheck.opcheck.baselines_markdown import DTYPES, TOOLS, markdown, rel_path, summarise
 from bpcheck.opcheck.framework_checks import check_grads_fn, enable_x64, gradcheck_fn
 from bpcheck.opcheck.report import LAYERS, ROOT
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bpcheck.ops import architectures
-from bpcheck.opcheck.baselines_markdown import mark_clean, rel_path
+from bpcheck.opcheck.baselines_markdown import DTYPES, TOOLS, mark_clean, rel_path   # the op baselines' tools
 from bpcheck.opcheck.framework_checks import check_grads_fn, describe, enable_x64, gradcheck_fn
 from bpcheck.opcheck.candidates import load_module
 from bpcheck.opcheck.graph_candidates import python_candidate, record_candidate
@@ -51,8 +51,6 @@ __all__ = ["compare", "implementations", "graph_cases", "verdict", "summarise", 
 ZOO = ROOT / "tests" / "meta" / "graph_zoo"
 CORRECT = {"reference": ROOT / "reference" / "networks.py", "numpy_networks": ROOT / "examples" / "numpy_networks.py",
            "torch_networks": ROOT / "examples" / "torch_networks.py", "records": None}
-TOOLS = ("bpcheck", "gradcheck", "check_grads")
-DTYPES = ("float64", "float32")
 REGENERATE = "python -m bpcheck.opcheck.graph_baselines --out reports --seed {seed}"
 
 

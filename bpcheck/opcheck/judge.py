@@ -11,8 +11,10 @@ cotangent) still has a finite, non-zero tolerance of the size the cancellation a
 - ``pass``;
 - ``tie`` (passes, with a note): the op has a max (``record.ties``), the candidate's gradient is wrong
   against the truth's choice of maximum, and within tolerance of a convex combination of each window's
-  tied maxima (fitted by non-negative least squares, weights summing to 1 per window); a gradient
-  sent in full to every tied maximum is not such a combination and stays a bug;
+  tied maxima (a window's weights are the candidate's own shares where no other window reads its tied
+  positions, overlapping windows are fitted together by non-negative least squares; weights sum to 1
+  per window, and each share's rounding is granted); a gradient sent in full to every tied maximum is
+  not such a combination and stays a bug;
 - ``kink`` (passes, with a note): the op has kinks (``record.kinks``) and the candidate is within
   tolerance of the truth with every kink entry's derivative anywhere between the one-sided ones;
 - ``bug``: anything else -- a wrong value, shape, a NaN, a missing gradient, an input overwritten.

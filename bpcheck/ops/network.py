@@ -16,6 +16,7 @@ classifier reads for the other side of a kink and a convention's reach, and the 
 upstream gradient of its BP1/BP2 hints.
 """
 from dataclasses import replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,16 +34,22 @@ def _node(name, op, hyper=None, **inputs):
 
 
 def compile_spec(spec):
-    """The ``Graph`` of a dense spec (GraphError for an activation or loss the catalog lacks)."""
+    """The ``Graph`` of a dense spec (GraphError for an activation or loss the catalog lacks). It depends
+    on the layers' activations and the loss only (not on widths or dtype), and is built once for each."""
+    return _compiled(tuple(layer["activation"] for layer in spec["layers"]), spec["loss"])
+
+
+@lru_cache(maxsize=512)
+def _compiled(activations, loss):
     nodes, params, previous = [], [], "x"
-    for i, layer in enumerate(spec["layers"]):
+    for i, activation in enumerate(activations):
         w, b, wt = f"layers.{i}.W", f"layers.{i}.b", f"layers.{i}.WT"
         params += [w, b]
         nodes += [_node(wt, "transpose", {"axes": [1, 0]}, x=w),
                   _node(f"layers.{i}.z", "affine", x=previous, w=wt, b=b),
-                  _node(f"layers.{i}.a", layer["activation"], x=f"layers.{i}.z")]
+                  _node(f"layers.{i}.a", activation, x=f"layers.{i}.z")]
         previous = f"layers.{i}.a"
-    loss = LOSS_OPS.get(spec["loss"], spec["loss"])
+    loss = LOSS_OPS.get(loss, loss)
     record = ops.get(loss)
     nodes.append(_node("loss", loss, **{record.inputs[0]: previous, record.constants[0]: "y"}))
     return Graph.from_json({"inputs": ["x"], "params": params, "constants": ["y"], "nodes": nodes, "output": "loss"})
